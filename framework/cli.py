@@ -1,0 +1,285 @@
+"""``headrepair``: the command line.  Run ``headrepair --help`` or ``headrepair COMMAND --help``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from framework.config import DEFAULTS, RunConfig, load_config_file, parse_set, route_options
+from framework.registry import PROBLEMS, STRATEGIES, SURROGATES, RegistryError
+
+__all__ = ["main", "build_parser"]
+
+_EPILOG = """\
+examples:
+  headrepair run                                   repair the embedded SmolLM2 model with surrogate-sa (the main job)
+  headrepair run --budget 60 --set mode=oneshot    the paper-faithful one-shot mode
+  headrepair run --problem rho-mnk --strategy random --budget 50 --set n_bits=64
+  headrepair resume runs/<dir>                     continue an interrupted run to its budget
+  headrepair evaluate --mask keep-all --split both
+  headrepair export runs/<dir> --out repaired/
+  headrepair list                                  what can be plugged in
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="headrepair", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
+        description="Repair the fairness of a causal language model by searching which attention heads to switch "
+                    "off. Budgets count real evaluations of the problem (for masked-lm: runs of the masked model).")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("list", help="registered problems, strategies and surrogates, with summaries")
+
+    r = sub.add_parser("run", help="search masks on a problem and write a run directory",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Search masks with a strategy, within a budget of real evaluations; write every "
+                                   "evaluation, the front, plots, the chosen mask verified on held-out data, the "
+                                   "exported model and report.md into the run directory. Every option can also come "
+                                   "from --config; flags override the file.")
+    r.add_argument("--problem", help=f"registered problem (default {DEFAULTS.problem})")
+    r.add_argument("--strategy", help=f"registered strategy (default {DEFAULTS.strategy})")
+    r.add_argument("--budget", type=int, help=f"real evaluations to spend (default {DEFAULTS.budget})")
+    r.add_argument("--batch-size", type=int, help=f"masks per round (default {DEFAULTS.batch_size})")
+    r.add_argument("--seed", type=int, help=f"random seed of the strategy (default {DEFAULTS.seed})")
+    r.add_argument("--out", help="run directory (default runs/<problem>-<strategy>-s<seed>-<time>)")
+    r.add_argument("--store", help="SQLite evaluation store; share one between runs to reuse evaluations "
+                                   "(default <out>/evaluations.sqlite)")
+    r.add_argument("--config", help="TOML or YAML file with the same keys as these flags, plus a [set] table")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="problem or strategy option, e.g. mode=oneshot, surrogate=gp, problem.bias_metric=likelihood; "
+                        "`headrepair list --options` shows them")
+    r.add_argument("--device", help="masked-lm: cpu, cuda, cuda:1 (default: cuda when present)")
+    r.add_argument("--dtype", help="masked-lm: float32, bfloat16, float16 (default: bf16 on CUDA, fp32 on CPU)")
+    r.add_argument("--max-cost", type=float,
+                   help=f"pick rule: perplexity at most this %% above the unpruned model (default {DEFAULTS.max_cost})")
+    r.add_argument("--pick-split", choices=["search", "validation"],
+                   help="split whose values the pick uses; validation avoids the optimism of picking on search data "
+                        f"(default {DEFAULTS.pick_split})")
+    r.add_argument("--no-export", action="store_true", help="do not export the chosen model")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    rs = sub.add_parser("resume", help="continue an interrupted run to its budget (no evaluation paid twice)")
+    rs.add_argument("run_dir")
+    rs.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    lst = sub.choices["list"]
+    lst.add_argument("--options", action="store_true", help="also list each entry's options")
+
+    ev = sub.add_parser("evaluate", help="evaluate one mask on the masked-lm problem and print JSON",
+                        description="Print a JSON object of metric values of a mask (with the unpruned baseline and "
+                                    "relative change) on the chosen splits; with several axes, one entry per axis.")
+    ev.add_argument("--model", default="embedded:smollm2-135m", help="HF id, local directory or embedded:smollm2-135m")
+    ev.add_argument("--mask", default="keep-all", help="mask JSON file (L*H 0/1, L lists of H, or head_mask.json) "
+                                                       "or keep-all")
+    ev.add_argument("--metrics", help="bias metric(s), comma separated (problem option bias_metric)")
+    ev.add_argument("--split", default="search", choices=["search", "validation", "heldout", "both", "all"],
+                    help="both = search and heldout")
+    ev.add_argument("--axes", help="HolisticBias axes, comma separated (default: the problem's axis)")
+    ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="masked-lm problem option")
+    ev.add_argument("--device")
+    ev.add_argument("--dtype")
+
+    ex = sub.add_parser("export", help="export a repaired model (plain transformers format)",
+                        description="Either export RUN_DIR's chosen mask (or one picked with --max-cost/--pick-split), "
+                                    "or --model M --mask FILE.")
+    ex.add_argument("run_dir", nargs="?")
+    ex.add_argument("--out", required=True, help="output directory")
+    ex.add_argument("--model", help="model to prune with --mask (instead of a run directory)")
+    ex.add_argument("--mask", help="mask JSON file (with --model)")
+    ex.add_argument("--max-cost", type=float, help="re-pick from the run: perplexity at most this %% above unpruned")
+    ex.add_argument("--pick-split", choices=["search", "validation"], help="re-pick on this split")
+    ex.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="masked-lm problem option")
+
+    rp = sub.add_parser("report", help="regenerate report.md and the plots of a run directory from stored results")
+    rp.add_argument("run_dir")
+    return p
+
+
+def _run_config(args: argparse.Namespace) -> RunConfig:
+    data: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    options = dict(data.pop("set", {}) or {})
+    cfg = RunConfig(**{k: v for k, v in data.items()})
+    for flag in ("problem", "strategy", "budget", "batch_size", "seed", "out", "store", "max_cost", "pick_split"):
+        value = getattr(args, flag)
+        if value is not None:
+            setattr(cfg, flag, value)
+    if args.no_export:
+        cfg.export = False
+    options.update(parse_set(args.set))
+    for flag in ("device", "dtype"):
+        if getattr(args, flag) is not None:
+            options[f"problem.{flag}"] = getattr(args, flag)
+    p_opts, s_opts = route_options(cfg.problem, cfg.strategy, options)
+    cfg.problem_options = {**cfg.problem_options, **p_opts}
+    cfg.strategy_options = {**cfg.strategy_options, **s_opts}
+    return cfg
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from framework.registry import option_names
+
+    for title, reg in (("problems", PROBLEMS), ("strategies", STRATEGIES), ("surrogates", SURROGATES)):
+        print(f"{title}:")
+        for e in reg.entries():
+            src = "" if e.source == "headrepair" else f"  [{e.source}]"
+            print(f"  {e.name:<14} {e.summary}{src}")
+            if args.options:
+                print(f"  {'':<14} options: {', '.join(option_names(e.factory) or ['(any)'])}")
+        for name, why in reg.broken().items():
+            print(f"  {name:<14} BROKEN: {why}")
+    return 0
+
+
+def _masked_lm(model: str, sets: list[str], **extra: Any):
+    opts = {"model": model, **parse_set(sets), **{k: v for k, v in extra.items() if v is not None}}
+    return PROBLEMS.create("masked-lm", **opts)
+
+
+def _read_mask(problem, path: str) -> np.ndarray:
+    if path == "keep-all":
+        return problem.space.keep_all()[0]
+    from objectives.masked_lm.export import read_mask_file  # only for masked-lm, resolved at call time
+
+    return read_mask_file(path, problem.space.n_layers, problem.space.n_heads)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    extra: dict[str, Any] = {"device": args.device, "dtype": args.dtype}
+    if args.metrics:
+        extra["bias_metric"] = args.metrics.split(",")[0] if "," not in args.metrics else args.metrics.split(",")
+    problem = _masked_lm(args.model, args.set, **extra)
+    try:
+        mask = _read_mask(problem, args.mask)
+        splits = {"both": ["search", "heldout"], "all": list(problem.splits)}.get(args.split, [args.split])
+        axes = args.axes.split(",") if args.axes else None
+        out = problem.report(mask[None], splits, axes=axes) if axes else problem.report(mask[None], splits)
+        print(json.dumps(out, indent=2, default=float))
+    finally:
+        problem.close()
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    if args.run_dir:
+        from framework.runs import RUN_FILE, choose_mask
+        from framework.store import EvaluationStore
+
+        run = Path(args.run_dir)
+        cfg = RunConfig.from_json(json.loads((run / RUN_FILE).read_text()))
+        problem = PROBLEMS.create(cfg.problem, **cfg.problem_options)
+        try:
+            if args.max_cost is None and args.pick_split is None and (run / "chosen_mask.json").is_file():
+                chosen = json.loads((run / "chosen_mask.json").read_text())
+                mask = problem.space.to_flat(np.array(chosen["mask"], dtype=bool))[0]
+                meta = {"chosen": chosen}
+            else:
+                from framework.loop import OptimizationResult  # noqa: F401  (type of the rebuilt result)
+
+                result = _result_from_store(run, cfg, problem)
+                with EvaluationStore(cfg.store) as store:
+                    choice = choose_mask(problem, result, store, max_cost=args.max_cost or cfg.max_cost,
+                                         split=args.pick_split or cfg.pick_split)
+                if choice is None:
+                    raise SystemExit(f"problem {cfg.problem!r} has no baseline to pick against")
+                mask, meta = choice.mask, {"rule": choice.rule, "values": choice.values.tolist()}
+            print(problem.export(mask, args.out, meta))
+        finally:
+            problem.close()
+        return 0
+    if not (args.model and args.mask):
+        raise SystemExit("export needs RUN_DIR, or --model M and --mask FILE")
+    problem = _masked_lm(args.model, args.set)
+    try:
+        mask = _read_mask(problem, args.mask)
+        print(problem.export(mask, args.out, {"mask_file": args.mask}))
+    finally:
+        problem.close()
+    return 0
+
+
+def _result_from_store(run: Path, cfg: RunConfig, problem):
+    """Rebuild a run's :class:`OptimizationResult` from its store (for re-picking and reports)."""
+    from framework.loop import OptimizationResult
+    from framework.pareto import hypervolume_curve
+    from framework.problem import SEARCH
+    from framework.store import EvaluationStore
+
+    with EvaluationStore(cfg.store) as store:
+        trials = store.trials(cfg.run_id)
+        masks = np.array([m for _, m, _ in trials], dtype=bool).reshape(-1, problem.space.dim)
+        stored = store.get(problem.fingerprint(SEARCH), masks) if len(masks) else []
+    values = np.array([s.objectives for s in stored]).reshape(-1, problem.n_objectives)
+    saved = json.loads((run / "result.json").read_text()) if (run / "result.json").is_file() else {}
+    return OptimizationResult(
+        problem=cfg.problem, strategy=cfg.strategy, seed=cfg.seed, budget=cfg.budget, batch_size=cfg.batch_size,
+        objective_names=tuple(problem.objective_names), ref_point=np.asarray(problem.ref_point, dtype=float),
+        bounds=np.asarray(problem.bounds, dtype=float), masks=masks, values=values,
+        cache_hit=np.array([h for _, _, h in trials], dtype=bool),
+        hv_curve=hypervolume_curve(problem.normalize(values), problem.normalize(problem.ref_point)),
+        wall_time=saved.get("wall_time_s", 0.0), strategy_time=saved.get("strategy_time_s", 0.0),
+        evaluation_time=saved.get("evaluation_time_s", 0.0), run_id=cfg.run_id or "",
+        strategy_options=saved.get("strategy_options", {}), stop_reason=saved.get("stop_reason", "budget"))
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from framework.runs import RUN_FILE, finish_run, write_result
+    from framework.store import EvaluationStore
+
+    run = Path(args.run_dir)
+    cfg = RunConfig.from_json(json.loads((run / RUN_FILE).read_text()))
+    problem = PROBLEMS.create(cfg.problem, **cfg.problem_options)
+    try:
+        result = _result_from_store(run, cfg, problem)
+        saved = json.loads((run / "result.json").read_text()) if (run / "result.json").is_file() else {}
+        write_result(run, result, cfg, strategy_diagnostics=saved.get("strategy_diagnostics", {}))
+        with EvaluationStore(cfg.store) as store:
+            cfg.export = False
+            finish_run(run, problem, result, cfg, store)
+    finally:
+        problem.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        if args.command == "list":
+            return _cmd_list(args)
+        if args.command == "run":
+            from framework.runs import start_run
+
+            cfg = _run_config(args)
+            out = start_run(cfg, progress=False if args.quiet else None)
+            print(f"run directory: {out}")
+            return 0
+        if args.command == "resume":
+            from framework.runs import resume_run
+
+            out = resume_run(args.run_dir, progress=False if args.quiet else None)
+            print(f"run directory: {out}")
+            return 0
+        if args.command == "evaluate":
+            return _cmd_evaluate(args)
+        if args.command == "export":
+            return _cmd_export(args)
+        if args.command == "report":
+            return _cmd_report(args)
+    except (RegistryError, ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
+        print(f"headrepair {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    parser.error(f"unknown command {args.command!r}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

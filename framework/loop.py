@@ -1,0 +1,234 @@
+"""The optimization loop: ask, evaluate (or answer from the store), commit, tell.
+
+The loop owns the budget: it counts the distinct masks whose real evaluation a run
+receives, whether the evaluation was paid now or found in the store (a *cache hit*, paid
+by an earlier run or by this run before it was interrupted).  A mask the run already
+received is answered from the run's own history and costs nothing.  So a run never
+receives more than ``budget`` real evaluations, and a resumed run (which replays its
+strategy, served by the store) spends exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from framework.pareto import hypervolume, hypervolume_curve, non_dominated
+from framework.problem import SEARCH, Problem
+from framework.store import EvaluationStore, pack_mask
+from framework.strategy import ProblemInfo, Strategy
+
+__all__ = ["optimize", "OptimizationResult", "RunProgress", "StrategyStalled"]
+
+
+class StrategyStalled(RuntimeError):
+    """The strategy kept proposing masks it had already received."""
+
+
+@dataclass
+class RunProgress:
+    """State handed to callbacks after every batch."""
+
+    n_evaluations: int
+    budget: int
+    n_computed: int
+    n_cache_hits: int
+    best: np.ndarray          # float[m]: best value of each objective so far
+    hypervolume: float        # of the normalized front against the normalized reference point
+    last_masks: np.ndarray
+    last_values: np.ndarray
+
+
+@dataclass
+class OptimizationResult:
+    """Everything a run produced.
+
+    ``masks``/``values``/``cache_hit``/``status`` hold the run's real evaluations in the order
+    received; ``hv_curve[i]`` is the (normalized) hypervolume after evaluation ``i``.
+    """
+
+    problem: str
+    strategy: str
+    seed: int
+    budget: int
+    batch_size: int
+    objective_names: tuple[str, ...]
+    ref_point: np.ndarray
+    bounds: np.ndarray
+    masks: np.ndarray
+    values: np.ndarray
+    cache_hit: np.ndarray
+    hv_curve: np.ndarray
+    wall_time: float
+    strategy_time: float
+    evaluation_time: float
+    run_id: str
+    strategy_options: dict = field(default_factory=dict)
+    stop_reason: str = "budget"
+
+    @property
+    def n_evaluations(self) -> int:
+        return len(self.masks)
+
+    @property
+    def n_cache_hits(self) -> int:
+        return int(self.cache_hit.sum())
+
+    @property
+    def hypervolume(self) -> float:
+        return float(self.hv_curve[-1]) if len(self.hv_curve) else 0.0
+
+    @property
+    def front_index(self) -> np.ndarray:
+        """Indices of the non-dominated evaluations (ties kept once: first occurrence)."""
+        idx = np.flatnonzero(non_dominated(self.values))
+        _, first = np.unique(self.values[idx], axis=0, return_index=True)
+        return idx[np.sort(first)]
+
+    @property
+    def front_masks(self) -> np.ndarray:
+        return self.masks[self.front_index]
+
+    @property
+    def front_values(self) -> np.ndarray:
+        return self.values[self.front_index]
+
+
+def _normalized_ref(problem: Problem) -> np.ndarray:
+    return problem.normalize(np.asarray(problem.ref_point, dtype=float))
+
+
+def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: int = 1, seed: int = 0,
+             store: EvaluationStore | None = None, callbacks: Sequence[Callable[[RunProgress], None]] = (),
+             run_id: str | None = None, progress: bool | None = None, strategy_name: str | None = None,
+             max_stall: int = 50) -> OptimizationResult:
+    """Run ``strategy`` on ``problem`` until ``budget`` real evaluations have been received.
+
+    Args:
+        budget: number of distinct masks evaluated for real (computed now or found in the store).
+        batch_size: masks asked per round (the last round asks only what the budget allows).
+        seed: seeds the strategy's ``numpy`` generator.
+        store: durable store; a throw-away in-memory one when ``None``.
+        callbacks: called with a :class:`RunProgress` after every round.
+        run_id: names this run's history in the store (``headrepair resume`` passes the old one).
+        progress: show a progress bar; ``None`` = only when stderr is a terminal.
+        max_stall: rounds in a row with no new mask before :class:`StrategyStalled` is raised.
+    """
+    if budget < 1:
+        raise ValueError(f"budget must be >= 1, got {budget}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    store = store if store is not None else EvaluationStore(":memory:")
+    run_id = run_id or uuid.uuid4().hex[:12]
+    name = strategy_name or getattr(strategy, "name", "") or type(strategy).__name__
+    fingerprint = problem.fingerprint(SEARCH)
+    store.register_problem(fingerprint, problem.name, problem.describe())
+    space = problem.space
+    ref_n = _normalized_ref(problem)
+
+    t_start = time.perf_counter()
+    strategy_time = evaluation_time = 0.0
+    t0 = time.perf_counter()
+    strategy.setup(ProblemInfo.of(problem), budget, np.random.default_rng(seed))
+    strategy_time += time.perf_counter() - t0
+
+    seen: dict[bytes, int] = {}          # packed mask -> index in the run's history
+    masks: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    hits: list[bool] = []
+    stalls = 0
+    stop_reason = "budget"
+    bar = _progress_bar(budget, progress)
+    try:
+        while len(masks) < budget:
+            want = min(batch_size, budget - len(masks))
+            t0 = time.perf_counter()
+            asked = np.asarray(strategy.ask(want))
+            strategy_time += time.perf_counter() - t0
+            if asked.dtype != np.bool_ or asked.ndim != 2 or asked.shape[1] != space.dim or len(asked) == 0:
+                raise TypeError(f"strategy {name!r} asked {asked.dtype} {list(asked.shape)}; "
+                                f"expected bool[1..{want}, {space.dim}]")
+            if len(asked) > want:
+                raise ValueError(f"strategy {name!r} asked {len(asked)} masks, only {want} allowed this round")
+            bad = ~space.is_valid(asked)
+            if bad.any():
+                raise ValueError(f"strategy {name!r} asked {int(bad.sum())} mask(s) that break the space's "
+                                 f"constraints (max {space.max_pruned} pruned, protected heads kept)")
+            keys = [pack_mask(m) for m in asked]
+            new_rows = []
+            for i, k in enumerate(keys):
+                if k not in seen and k not in (keys[j] for j in new_rows):
+                    new_rows.append(i)
+            answer = np.full((len(asked), problem.n_objectives), np.nan)
+            if new_rows:
+                stalls = 0
+                new = asked[new_rows]
+                stored = store.get(fingerprint, new)
+                todo = [i for i, s in enumerate(stored) if s is None]
+                fresh: dict[int, np.ndarray] = {}
+                if todo:
+                    t0 = time.perf_counter()
+                    vals, infos = problem.evaluate_with_info(new[todo], SEARCH)
+                    dt = time.perf_counter() - t0
+                    evaluation_time += dt
+                    store.put(fingerprint, new[todo], vals, infos=infos, wall_times=[dt / len(todo)] * len(todo),
+                              strategy=name, seed=seed, run_id=run_id)
+                    fresh = {i: v for i, v in zip(todo, vals, strict=True)}
+                start = len(masks)
+                for j, row in enumerate(new_rows):
+                    v = fresh[j] if j in fresh else stored[j].objectives  # type: ignore[union-attr]
+                    seen[keys[row]] = len(masks)
+                    masks.append(asked[row].copy())
+                    values.append(np.asarray(v, dtype=float))
+                    hits.append(j not in fresh)
+                store.add_trials(run_id, start, fingerprint, new, [j not in fresh for j in range(len(new))])
+            else:
+                stalls += 1
+                if stalls >= max_stall:
+                    stop_reason = f"stalled: {max_stall} rounds without a new mask"
+                    break
+            for i, k in enumerate(keys):
+                answer[i] = values[seen[k]]
+            t0 = time.perf_counter()
+            strategy.tell(asked, answer)
+            strategy_time += time.perf_counter() - t0
+            if callbacks or bar is not None:
+                y = np.array(values)
+                with np.errstate(invalid="ignore"):
+                    best = np.nanmin(y, axis=0) if np.isfinite(y).any() else np.full(y.shape[1], np.nan)
+                hv = hypervolume(problem.normalize(y), ref_n)
+                state = RunProgress(len(masks), budget, len(masks) - sum(hits), sum(hits), best, hv, asked, answer)
+                if bar is not None:
+                    bar.update(len(masks) - bar.n)
+                    bar.set_postfix_str(", ".join(f"{n}={b:.4g}" for n, b in zip(problem.objective_names, best,
+                                                                                  strict=True)) + f", hv={hv:.4f}")
+                for cb in callbacks:
+                    cb(state)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    y = np.array(values).reshape(-1, problem.n_objectives)
+    return OptimizationResult(
+        problem=problem.name, strategy=name, seed=seed, budget=budget, batch_size=batch_size,
+        objective_names=tuple(problem.objective_names), ref_point=np.asarray(problem.ref_point, dtype=float),
+        bounds=np.asarray(problem.bounds, dtype=float),
+        masks=np.array(masks, dtype=bool).reshape(-1, space.dim), values=y, cache_hit=np.array(hits, dtype=bool),
+        hv_curve=hypervolume_curve(problem.normalize(y), ref_n), wall_time=time.perf_counter() - t_start,
+        strategy_time=strategy_time, evaluation_time=evaluation_time, run_id=run_id,
+        strategy_options=strategy.options(), stop_reason=stop_reason)
+
+
+def _progress_bar(total: int, progress: bool | None):
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="eval", desc="real evaluations", dynamic_ncols=True)

@@ -1,0 +1,120 @@
+"""The problem contract: what a strategy optimizes.
+
+A problem maps ``bool[n, d]`` masks to ``float[n, m]`` objective values, every objective
+minimized.  It carries the data needed to compare strategies fairly: a reference point for
+hypervolume and normalization bounds, both in raw objective units (BoTorch's idiom: the
+reference point is data on the problem, not a convention of a script).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+
+from framework.space import HeadSpace, as_masks
+
+__all__ = ["Problem", "SEARCH", "HELDOUT"]
+
+SEARCH = "search"
+HELDOUT = "heldout"
+
+
+class Problem(ABC):
+    """Base class of every problem.
+
+    Subclasses set, in ``__init__``: ``space`` (a :class:`HeadSpace`), ``objective_names``,
+    ``ref_point`` (``float[m]``) and ``bounds`` (``float[2, m]``: row 0 the ideal/lower
+    values, row 1 the nadir/upper values used to normalize objectives to about [0, 1]);
+    and implement :meth:`_evaluate` and :meth:`describe`.
+
+    Problems whose objectives come from data (prompts, text) list the data splits they can
+    evaluate on in ``splits``; the first is the one searched.  ``"heldout"`` must never be
+    seen by a strategy: the framework only uses it to re-evaluate final fronts.
+
+    ``_evaluate`` may return a non-finite row for a mask it could not evaluate: that
+    evaluation is stored as failed (and still counts against the budget).
+    """
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+
+    space: HeadSpace
+    objective_names: tuple[str, ...]
+    ref_point: np.ndarray
+    bounds: np.ndarray
+    splits: tuple[str, ...] = (SEARCH,)
+
+    @property
+    def n_objectives(self) -> int:
+        return len(self.objective_names)
+
+    # --------------------------------------------------------------- evaluation
+    def evaluate(self, masks: np.ndarray, split: str = SEARCH) -> np.ndarray:
+        """``bool[n, d]`` -> ``float[n, m]`` objective values (minimized) on ``split``."""
+        return self.evaluate_with_info(masks, split)[0]
+
+    def evaluate_with_info(self, masks: np.ndarray, split: str = SEARCH) -> tuple[np.ndarray, list[dict]]:
+        """Like :meth:`evaluate`, plus one JSON-able dict per mask of extra figures
+        (standard errors, raw metric values, ...) that the store keeps beside the values."""
+        if split not in self.splits:
+            raise ValueError(f"problem {self.name!r} has no split {split!r}; it has {list(self.splits)}")
+        m = as_masks(masks, self.space.dim)
+        out = self._evaluate(m, split)
+        values, info = out if isinstance(out, tuple) else (out, [{} for _ in range(len(m))])
+        values = np.asarray(values, dtype=float)
+        if values.shape != (len(m), self.n_objectives):
+            raise RuntimeError(f"{type(self).__name__}._evaluate returned shape {list(values.shape)}, "
+                               f"expected [{len(m)}, {self.n_objectives}]")
+        return values, list(info)
+
+    @abstractmethod
+    def _evaluate(self, masks: np.ndarray, split: str) -> np.ndarray | tuple[np.ndarray, list[dict]]:
+        """Evaluate validated ``bool[n, d]`` masks on ``split``."""
+
+    # ----------------------------------------------------------------- identity
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """JSON-able settings that determine the objective values (model, data, metric sizes...)."""
+
+    def fingerprint(self, split: str = SEARCH) -> str:
+        """Hash that changes whenever the objective values for a mask could change."""
+        payload = {"problem": self.name, "split": split, "settings": self.describe(),
+                   "space": self.space.describe(), "objectives": list(self.objective_names)}
+        blob = json.dumps(payload, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:32]
+
+    # --------------------------------------------------------------- comparison
+    def normalize(self, values: np.ndarray) -> np.ndarray:
+        """Map raw objective values with the problem's bounds: ideal -> 0, nadir -> 1."""
+        lo, hi = np.asarray(self.bounds, dtype=float)
+        return (np.asarray(values, dtype=float) - lo) / np.where(hi > lo, hi - lo, 1.0)
+
+    def reference_front(self) -> np.ndarray | None:
+        """Best known front ``float[k, m]`` (raw units) for IGD+, or ``None``."""
+        return None
+
+    def baseline(self, split: str = SEARCH) -> np.ndarray | None:
+        """Objective values ``float[m]`` of the unpruned (keep-all) mask on ``split``, or ``None``
+        when the problem has no such notion (synthetic problems)."""
+        return None
+
+    def report(self, masks: np.ndarray, splits: list[str]) -> dict[str, Any]:
+        """JSON-able figures of ``masks`` on each split (``headrepair evaluate``).  Problems with
+        richer metrics (standard errors, several axes, relative changes) override this."""
+        out: dict[str, Any] = {}
+        for split in splits:
+            values, info = self.evaluate_with_info(masks, split)
+            out[split] = [{"objectives": dict(zip(self.objective_names, map(float, v), strict=True)), **i}
+                          for v, i in zip(values, info, strict=True)]
+        return out
+
+    def export(self, mask: np.ndarray, out_dir: str, metadata: dict[str, Any]) -> str:
+        """Write the repaired artefact of ``mask`` (e.g. a pruned model) to ``out_dir``."""
+        raise NotImplementedError(f"problem {self.name!r} has nothing to export")
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (models, files).  Default: nothing to release."""

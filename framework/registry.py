@@ -1,0 +1,148 @@
+"""Registries: name -> factory, for problems, strategies and surrogates.
+
+Built-in entries and third-party plug-ins register the same way, through package entry
+points (groups ``headrepair.problems``, ``headrepair.strategies``,
+``headrepair.surrogates``), so this module imports none of them.  Programmatic
+registration (:meth:`Registry.register`) is there for notebooks and tests.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+__all__ = ["Registry", "RegistryError", "Entry", "PROBLEMS", "STRATEGIES", "SURROGATES"]
+
+
+class RegistryError(LookupError):
+    """Unknown or duplicate registry name."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    factory: Callable[..., Any]
+    summary: str
+    source: str  # distribution that provided it, or "runtime"
+
+
+def _summary_of(factory: Callable[..., Any]) -> str:
+    text = getattr(factory, "summary", "") or inspect.getdoc(factory) or ""
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+class Registry:
+    """Name -> factory.  Refuses duplicate names; unknown names raise with close matches."""
+
+    def __init__(self, kind: str, group: str) -> None:
+        self.kind = kind
+        self.group = group
+        self._entries: dict[str, Entry] = {}
+        self._broken: dict[str, str] = {}
+        self._loaded = False
+
+    def register(self, name: str, factory: Callable[..., Any], summary: str | None = None,
+                 *, source: str = "runtime") -> Callable[..., Any]:
+        """Add ``factory`` under ``name``; a name already taken raises :class:`RegistryError`."""
+        self._load()
+        self._add(name, factory, summary, source)
+        return factory
+
+    def _add(self, name: str, factory: Callable[..., Any], summary: str | None, source: str) -> None:
+        if name in self._entries:
+            old = self._entries[name]
+            raise RegistryError(f"{self.kind} {name!r} is already registered (by {old.source}); "
+                                f"refusing the duplicate from {source}")
+        self._entries[name] = Entry(name, factory, summary or _summary_of(factory), source)
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        seen: set[tuple[str, str]] = set()
+        for ep in metadata.entry_points(group=self.group):
+            dist = ep.dist.name if ep.dist is not None else "unknown"
+            if (ep.name, ep.value) in seen:  # the same distribution found twice on sys.path
+                continue
+            seen.add((ep.name, ep.value))
+            try:
+                factory = ep.load()
+            except Exception as exc:  # a broken plug-in must not hide the others
+                why = (f"cannot load {self.kind} plug-in {ep.name!r} = {ep.value!r} from {dist}: "
+                       f"{type(exc).__name__}: {exc}")
+                self._broken[ep.name] = why
+                warnings.warn(why, RuntimeWarning, stacklevel=3)
+                continue
+            self._add(ep.name, factory, None, dist)
+
+    def reload(self) -> None:
+        """Forget everything and read the entry points again (after installing a plug-in)."""
+        self._entries.clear()
+        self._broken.clear()
+        self._loaded = False
+        self._load()
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._entries)
+
+    def broken(self) -> dict[str, str]:
+        """Plug-ins whose entry point failed to load: name -> reason."""
+        self._load()
+        return dict(self._broken)
+
+    def entries(self) -> list[Entry]:
+        self._load()
+        return [self._entries[n] for n in sorted(self._entries)]
+
+    def __contains__(self, name: str) -> bool:
+        self._load()
+        return name in self._entries
+
+    def get(self, name: str) -> Entry:
+        self._load()
+        if name in self._broken:
+            raise RegistryError(self._broken[name])
+        if name not in self._entries:
+            close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise RegistryError(f"unknown {self.kind} {name!r}{hint} "
+                                f"(registered: {', '.join(sorted(self._entries)) or 'none'})")
+        return self._entries[name]
+
+    def create(self, name: str, **options: Any) -> Any:
+        """Build the entry ``name`` with keyword ``options``; unknown options name the valid ones."""
+        entry = self.get(name)
+        valid = option_names(entry.factory)
+        if valid is not None:
+            bad = sorted(set(options) - set(valid))
+            if bad:
+                raise TypeError(f"{self.kind} {name!r} has no option(s) {bad}; valid options: {sorted(valid)}")
+        obj = entry.factory(**options)
+        if not getattr(obj, "name", ""):  # instances know the name they were created under
+            try:
+                obj.name = name
+            except AttributeError:
+                pass
+        return obj
+
+
+def option_names(factory: Callable[..., Any]) -> list[str] | None:
+    """Keyword options a factory accepts, or ``None`` when it takes ``**kwargs``."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+PROBLEMS = Registry("problem", "headrepair.problems")
+STRATEGIES = Registry("strategy", "headrepair.strategies")
+SURROGATES = Registry("surrogate", "headrepair.surrogates")

@@ -1,0 +1,177 @@
+"""Durable evaluation store on SQLite.
+
+Every real evaluation is committed here before a strategy is told its value, so a killed
+run loses nothing it paid for.  Evaluations are keyed by the problem's fingerprint and the
+packed mask: a later run of the same problem (same fingerprint) reuses them instead of
+paying again.  The ``trials`` table records, per run, the order in which the run used
+evaluations (its history) and whether each was a cache hit.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from framework.space import as_masks
+
+__all__ = ["EvaluationStore", "StoredEvaluation", "pack_mask", "unpack_mask"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS problems (
+    fingerprint TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS evaluations (
+    fingerprint TEXT NOT NULL,
+    mask BLOB NOT NULL,
+    n_bits INTEGER NOT NULL,
+    objectives TEXT NOT NULL,
+    info TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+    reason TEXT,
+    wall_time REAL NOT NULL,
+    strategy TEXT,
+    seed INTEGER,
+    run_id TEXT,
+    created REAL NOT NULL,
+    PRIMARY KEY (fingerprint, mask)
+);
+CREATE TABLE IF NOT EXISTS trials (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    mask BLOB NOT NULL,
+    cache_hit INTEGER NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+"""
+
+
+def pack_mask(mask: np.ndarray) -> bytes:
+    """``bool[d]`` -> bytes (``np.packbits``, big-endian bit order)."""
+    return np.packbits(np.asarray(mask, dtype=bool)).tobytes()
+
+
+def unpack_mask(blob: bytes, n_bits: int) -> np.ndarray:
+    """Inverse of :func:`pack_mask`."""
+    return np.unpackbits(np.frombuffer(blob, dtype=np.uint8), count=n_bits).astype(bool)
+
+
+@dataclass(frozen=True)
+class StoredEvaluation:
+    mask: np.ndarray          # bool[d]
+    objectives: np.ndarray    # float[m]; NaN where failed
+    info: dict
+    status: str               # "ok" | "failed"
+    reason: str | None
+    wall_time: float          # seconds spent on this evaluation (its share of its batch)
+    strategy: str | None
+    seed: int | None
+    run_id: str | None
+
+
+class EvaluationStore:
+    """SQLite store of real evaluations.  ``path=":memory:"`` for a throw-away store."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=60.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._db.commit()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> EvaluationStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ problems
+    def register_problem(self, fingerprint: str, name: str, description: dict) -> None:
+        self._db.execute("INSERT OR IGNORE INTO problems VALUES (?, ?, ?)",
+                         (fingerprint, name, json.dumps(description, sort_keys=True, default=str)))
+        self._db.commit()
+
+    # --------------------------------------------------------- evaluations
+    def put(self, fingerprint: str, masks: np.ndarray, objectives: np.ndarray, *,
+            infos: Iterable[dict] | None = None, wall_times: Iterable[float] | None = None,
+            reasons: Iterable[str | None] | None = None, strategy: str | None = None,
+            seed: int | None = None, run_id: str | None = None) -> None:
+        """Commit one evaluation per row.  Rows with a non-finite objective are stored as
+        failed (with ``reasons[i]`` or ``"non-finite objective"``).  One transaction."""
+        m = as_masks(masks, np.asarray(masks).shape[-1])
+        y = np.asarray(objectives, dtype=float).reshape(len(m), -1)
+        infos = list(infos) if infos is not None else [{} for _ in m]
+        wall = list(wall_times) if wall_times is not None else [0.0] * len(m)
+        why = list(reasons) if reasons is not None else [None] * len(m)
+        now = time.time()
+        rows = []
+        for i in range(len(m)):
+            ok = bool(np.all(np.isfinite(y[i])))
+            rows.append((fingerprint, pack_mask(m[i]), m.shape[1],
+                         json.dumps([None if not np.isfinite(v) else float(v) for v in y[i]]),
+                         json.dumps(infos[i], default=float), "ok" if ok else "failed",
+                         None if ok else (why[i] or "non-finite objective"), float(wall[i]),
+                         strategy, seed, run_id, now))
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO evaluations VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+
+    def get(self, fingerprint: str, masks: np.ndarray) -> list[StoredEvaluation | None]:
+        """Stored evaluation of each mask, ``None`` where there is none."""
+        m = as_masks(masks, np.asarray(masks).shape[-1])
+        out: list[StoredEvaluation | None] = []
+        cur = self._db.cursor()
+        for row in m:
+            r = cur.execute("SELECT * FROM evaluations WHERE fingerprint=? AND mask=?",
+                            (fingerprint, pack_mask(row))).fetchone()
+            out.append(None if r is None else self._row(r))
+        return out
+
+    def all(self, fingerprint: str) -> list[StoredEvaluation]:
+        """Every stored evaluation of a problem, in insertion order."""
+        rows = self._db.execute("SELECT * FROM evaluations WHERE fingerprint=? ORDER BY rowid",
+                                (fingerprint,)).fetchall()
+        return [self._row(r) for r in rows]
+
+    def count(self, fingerprint: str | None = None) -> int:
+        if fingerprint is None:
+            return self._db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+        return self._db.execute("SELECT COUNT(*) FROM evaluations WHERE fingerprint=?",
+                                (fingerprint,)).fetchone()[0]
+
+    @staticmethod
+    def _row(r: tuple) -> StoredEvaluation:
+        (_, blob, n_bits, objs, info, status, reason, wall, strategy, seed, run_id, _created) = r
+        return StoredEvaluation(unpack_mask(blob, n_bits),
+                                np.array([np.nan if v is None else v for v in json.loads(objs)], dtype=float),
+                                json.loads(info), status, reason, wall, strategy, seed, run_id)
+
+    # -------------------------------------------------------------- trials
+    def add_trials(self, run_id: str, start_seq: int, fingerprint: str, masks: np.ndarray,
+                   cache_hits: Iterable[bool]) -> None:
+        """Record that run ``run_id`` used these evaluations, numbered from ``start_seq``."""
+        rows = [(run_id, start_seq + i, fingerprint, pack_mask(mk), int(h))
+                for i, (mk, h) in enumerate(zip(masks, cache_hits, strict=True))]
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO trials VALUES (?,?,?,?,?)", rows)
+
+    def trials(self, run_id: str) -> list[tuple[int, np.ndarray, bool]]:
+        """``(seq, mask, cache_hit)`` of a run, in order."""
+        rows = self._db.execute(
+            "SELECT t.seq, t.mask, e.n_bits, t.cache_hit FROM trials t JOIN evaluations e "
+            "ON t.fingerprint = e.fingerprint AND t.mask = e.mask WHERE t.run_id=? ORDER BY t.seq",
+            (run_id,)).fetchall()
+        return [(s, unpack_mask(b, n), bool(h)) for s, b, n, h in rows]

@@ -1,0 +1,91 @@
+"""The strategy contract: ask/tell over a binary space.
+
+The framework loop owns the budget, caching and checkpointing; a strategy only proposes
+masks and learns from their values.  A strategy never sees which model or data a problem
+uses: it gets the :class:`~framework.space.HeadSpace`, the objective names, reference point
+and bounds (a :class:`ProblemInfo`).
+
+Determinism is part of the contract: given the same ``rng`` and the same told values, a
+strategy must ask the same masks.  ``headrepair resume`` relies on it (it replays the run,
+answering from the store, then continues).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from framework.space import HeadSpace
+
+__all__ = ["ProblemInfo", "Strategy"]
+
+
+@dataclass(frozen=True)
+class ProblemInfo:
+    """What a strategy may know of a problem."""
+
+    space: HeadSpace
+    objective_names: tuple[str, ...]
+    ref_point: np.ndarray
+    bounds: np.ndarray
+
+    @classmethod
+    def of(cls, problem) -> ProblemInfo:
+        return cls(problem.space, tuple(problem.objective_names),
+                   np.asarray(problem.ref_point, dtype=float), np.asarray(problem.bounds, dtype=float))
+
+    @property
+    def n_objectives(self) -> int:
+        return len(self.objective_names)
+
+    def normalize(self, values: np.ndarray) -> np.ndarray:
+        """Objectives mapped by the bounds: ideal -> 0, nadir -> 1."""
+        lo, hi = self.bounds
+        return (np.asarray(values, dtype=float) - lo) / np.where(hi > lo, hi - lo, 1.0)
+
+
+class Strategy(ABC):
+    """Base class of every search strategy.
+
+    Constructors take keyword-only options with documented defaults (they are what
+    ``--set key=value`` sets).  ``setup`` is called once before the first ``ask``.
+
+    ``ask(n)`` returns ``bool[n, d]`` masks that satisfy the space's constraints; the loop
+    evaluates them (or answers from the store) and calls ``tell`` with the same masks and
+    ``float[n, m]`` values.  Rows of ``values`` may be NaN where an evaluation failed.
+    Masks the strategy was already told about may be asked again; they cost nothing.
+    """
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+
+    problem: ProblemInfo
+    budget: int
+    rng: np.random.Generator
+
+    def setup(self, problem: ProblemInfo, budget: int, rng: np.random.Generator) -> None:
+        """Remember the problem, the budget of real evaluations and the random generator."""
+        self.problem = problem
+        self.budget = int(budget)
+        self.rng = rng
+        self._setup()
+
+    def _setup(self) -> None:  # noqa: B027 - optional hook
+        """Hook for subclasses, called at the end of :meth:`setup`."""
+
+    @abstractmethod
+    def ask(self, n: int) -> np.ndarray:
+        """Propose ``n`` masks ``bool[n, d]``."""
+
+    @abstractmethod
+    def tell(self, masks: np.ndarray, values: np.ndarray) -> None:
+        """Learn the ``float[n, m]`` values of ``bool[n, d]`` masks (NaN rows: failed)."""
+
+    def options(self) -> dict:
+        """JSON-able options of this instance (recorded in ``result.json``)."""
+        return {k: v for k, v in vars(self).items()
+                if not k.startswith("_") and k not in ("problem", "budget", "rng")
+                and isinstance(v, (int, float, str, bool, type(None), list, tuple))}

@@ -1,0 +1,166 @@
+"""Loop and store: exact budgets, valid masks, caching, durable evaluations, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from framework.config import RunConfig
+from framework.loop import StrategyStalled, optimize
+from framework.registry import PROBLEMS, STRATEGIES
+from framework.store import EvaluationStore, pack_mask, unpack_mask
+from framework.strategy import Strategy
+
+
+def _problem(**kw):
+    return PROBLEMS.create("rho-mnk", n_bits=kw.pop("n_bits", 24), k=2, seed=3, **kw)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 7, 50])
+def test_budget_exact_and_masks_valid(batch_size):
+    problem = _problem(max_pruned_fraction=0.25, protected=(0, 5))
+    seen = []
+
+    class Spy(Strategy):
+        def ask(self, n):
+            seen.append(n)
+            return self.problem.space.sample(n, self.rng)
+
+        def tell(self, masks, values):
+            assert np.all(np.isfinite(values))
+
+    res = optimize(problem, Spy(), 23, batch_size=batch_size, seed=1)
+    assert res.n_evaluations == 23 and len(res.hv_curve) == 23
+    assert max(seen) <= batch_size and sum(seen) >= 23
+    assert problem.space.is_valid(res.masks).all()
+    assert res.masks.dtype == bool
+    assert len({pack_mask(m) for m in res.masks}) == 23  # distinct: each counted once
+    assert np.all(np.diff(res.hv_curve) >= -1e-12)
+
+
+def test_invalid_masks_rejected():
+    problem = _problem(max_pruned_fraction=0.1)
+
+    class Greedy(Strategy):
+        def ask(self, n):
+            return np.zeros((n, self.problem.space.dim), dtype=bool)
+
+        def tell(self, masks, values):
+            pass
+
+    with pytest.raises(ValueError, match="constraints"):
+        optimize(problem, Greedy(), 5)
+
+
+def test_repeated_masks_not_charged_and_stall_detected():
+    problem = _problem()
+
+    class Stuck(Strategy):
+        def ask(self, n):
+            return self.problem.space.keep_all(n)
+
+        def tell(self, masks, values):
+            self.last = values
+
+    s = Stuck()
+    res = optimize(problem, s, 10, batch_size=2, max_stall=5)
+    assert res.n_evaluations == 1 and res.stop_reason.startswith("stalled")
+    assert np.allclose(s.last[0], s.last[1])  # duplicates in one ask answered alike
+    assert issubclass(StrategyStalled, RuntimeError)
+
+
+def test_store_roundtrip_and_cache_hits(tmp_path):
+    rng = np.random.default_rng(0)
+    m = rng.random((4, 13)) < 0.5
+    assert np.array_equal(unpack_mask(pack_mask(m[0]), 13), m[0])
+    problem = _problem()
+    with EvaluationStore(tmp_path / "e.sqlite") as store:
+        a = optimize(problem, STRATEGIES.create("random"), 15, batch_size=4, seed=5, store=store)
+        assert a.n_cache_hits == 0 and store.count(problem.fingerprint()) == 15
+        b = optimize(problem, STRATEGIES.create("random"), 20, batch_size=4, seed=5, store=store)
+        # same seed: the first 15 masks (ask order is the same) come from the store
+        assert b.n_evaluations == 20 and b.n_cache_hits >= 12 and store.count(problem.fingerprint()) <= 23
+        ev = store.all(problem.fingerprint())[0]
+        assert ev.status == "ok" and ev.strategy == "random" and ev.seed == 5 and ev.wall_time >= 0
+    other = PROBLEMS.create("rho-mnk", n_bits=24, k=2, seed=4)
+    assert other.fingerprint() != problem.fingerprint()
+
+
+def test_failed_evaluations_stored_with_reason(tmp_path):
+    from framework.problem import Problem
+    from framework.space import HeadSpace
+
+    class Flaky(Problem):
+        name = "flaky"
+
+        def __init__(self):
+            self.space = HeadSpace.binary(8)
+            self.objective_names = ("a", "b")
+            self.ref_point = np.array([9.0, 9.0])
+            self.bounds = np.array([[0.0, 0.0], [8.0, 8.0]])
+
+        def _evaluate(self, masks, split):
+            y = np.stack([masks.sum(1), (~masks).sum(1)], 1).astype(float)
+            y[masks[:, 0] == 0] = np.nan
+            return y
+
+        def describe(self):
+            return {}
+
+    with EvaluationStore(tmp_path / "f.sqlite") as store:
+        res = optimize(Flaky(), STRATEGIES.create("random"), 30, batch_size=5, store=store)
+        rows = store.all(Flaky().fingerprint())
+    failed = [r for r in rows if r.status == "failed"]
+    assert failed and all(r.reason == "non-finite objective" and not r.mask[0] for r in failed)
+    assert res.n_evaluations == 30 and np.isfinite(res.hypervolume)
+
+
+KILLER = """
+import os, signal, sys
+from framework.config import RunConfig
+from framework.runs import start_run
+cfg = RunConfig(problem="rho-mnk", strategy="random", budget=40, batch_size=3, seed=11, out=sys.argv[1],
+                problem_options={"n_bits": 30, "k": 2, "seed": 2}, export=False)
+def die(state):
+    if state.n_evaluations >= int(sys.argv[2]):
+        os.kill(os.getpid(), signal.SIGKILL)
+start_run(cfg, progress=False, callbacks=[die])
+"""
+
+
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    proc = subprocess.run([sys.executable, "-c", KILLER, str(killed), "16"], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert not (killed / "result.json").exists()
+    with EvaluationStore(killed / "evaluations.sqlite") as store:
+        committed = store.count()
+    assert committed >= 16
+
+    env = dict(os.environ)
+    subprocess.run([sys.executable, "-m", "framework.cli", "resume", str(killed), "--quiet"], check=True, env=env,
+                   capture_output=True)
+    from framework.runs import start_run
+
+    cfg = RunConfig(problem="rho-mnk", strategy="random", budget=40, batch_size=3, seed=11, out=str(clean),
+                    problem_options={"n_bits": 30, "k": 2, "seed": 2}, export=False)
+    start_run(cfg, progress=False, log=lambda s: None)
+
+    a = json.loads((killed / "result.json").read_text())
+    b = json.loads((clean / "result.json").read_text())
+    assert a["front"] == b["front"] and a["hv_curve"] == b["hv_curve"] and a["n_evaluations"] == 40
+    assert a["n_cache_hits"] == committed  # every committed evaluation reused, none paid twice
+    with EvaluationStore(killed / "evaluations.sqlite") as store:
+        assert store.count() == 40  # nothing evaluated twice, nothing lost
+
+
+def test_resume_refuses_non_run_dir(tmp_path):
+    from framework.cli import main
+
+    assert main(["resume", str(tmp_path)]) == 2

@@ -1,0 +1,77 @@
+"""CLI: run from flags and config files, option routing, list, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from framework.cli import main
+from framework.config import parse_set, route_options
+
+
+def test_run_with_flags_writes_run_directory(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["run", "--problem", "knapsack", "--strategy", "random", "--budget", "12", "--batch-size", "5",
+               "--seed", "3", "--set", "n_items=16", "--set", "max_ratio=0.5", "--out", str(out), "--quiet"])
+    assert rc == 0
+    for name in ("run.json", "evaluations.sqlite", "result.json", "front.csv", "all.csv", "front.png", "hv.png",
+                 "report.md"):
+        assert (out / name).is_file(), name
+    res = json.loads((out / "result.json").read_text())
+    assert res["problem"] == "knapsack" and res["strategy"] == "random" and res["seed"] == 3
+    assert res["budget"] == 12 and res["n_evaluations"] == 12 and len(res["hv_curve"]) == 12
+    assert res["front"] and set(res["front"][0]) == {"mask", "objectives"}
+    assert res["strategy_options"]["max_ratio"] == 0.5
+    assert len(res["front"][0]["mask"]) == 16
+    # the same directory is not overwritten
+    assert main(["run", "--problem", "knapsack", "--strategy", "random", "--out", str(out), "--quiet"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["toml", "yaml"])
+def test_config_file_and_flag_override(tmp_path, fmt):
+    cfg = tmp_path / f"c.{fmt}"
+    if fmt == "toml":
+        cfg.write_text('problem = "rho-mnk"\nstrategy = "random"\nbudget = 9\nbatch-size = 2\n'
+                       '[set]\nn_bits = 12\n"problem.k" = 1\n')
+    else:
+        cfg.write_text("problem: rho-mnk\nstrategy: random\nbudget: 9\nbatch_size: 2\nset:\n  n_bits: 12\n"
+                       "  problem.k: 1\n")
+    out = tmp_path / "o"
+    assert main(["run", "--config", str(cfg), "--budget", "7", "--out", str(out), "--quiet"]) == 0
+    res = json.loads((out / "result.json").read_text())
+    assert res["budget"] == 7 and res["batch_size"] == 2
+    assert res["config"]["problem_options"] == {"n_bits": 12, "k": 1}
+
+
+def test_option_routing_and_errors():
+    assert parse_set(["a=1", "b=0.5", "c=true", "d=[1, 2]", "e=mlp"]) == {"a": 1, "b": 0.5, "c": True,
+                                                                          "d": [1, 2], "e": "mlp"}
+    p, s = route_options("rho-mnk", "random", {"n_bits": 10, "max_ratio": 0.2, "problem.seed": 4})
+    assert p == {"n_bits": 10, "seed": 4} and s == {"max_ratio": 0.2}
+    with pytest.raises(ValueError, match="not an option"):
+        route_options("rho-mnk", "random", {"bogus": 1})
+    with pytest.raises(ValueError, match="key=value"):
+        parse_set(["novalue"])
+
+
+def test_list_and_unknown_names(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "rho-mnk" in out and "random" in out
+    assert main(["run", "--problem", "rho-mkn", "--strategy", "random", "--quiet"]) == 2
+    assert "did you mean 'rho-mnk'" in capsys.readouterr().err
+
+
+def test_help_documents_every_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for cmd in ("list", "run", "resume", "evaluate", "export", "report"):
+        assert cmd in text
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--problem", "--strategy", "--budget", "--batch-size", "--seed", "--out", "--config", "--set"):
+        assert flag in text

@@ -12,6 +12,7 @@ import numpy as np
 
 from framework.config import DEFAULTS, RunConfig, load_config_file, parse_set, route_options
 from framework.registry import PROBLEMS, STRATEGIES, SURROGATES, RegistryError
+from framework.space import read_mask_file
 
 __all__ = ["main", "build_parser"]
 
@@ -96,9 +97,25 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--pick-split", choices=["search", "validation"], help="re-pick on this split")
     ex.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="masked-lm problem option")
 
-    rp = sub.add_parser("report", help="regenerate report.md and the plots of a run directory from stored results")
+    rp = sub.add_parser("report", help="regenerate report.md and the plots of a run (or benchmark) directory "
+                                       "from stored results")
     rp.add_argument("run_dir")
+    _add_plugin_commands(sub)
     return p
+
+
+_PLUGIN_COMMANDS: dict[str, Any] = {}
+
+
+def _add_plugin_commands(sub) -> None:
+    """Sub-commands from the ``headrepair.commands`` entry-point group: each entry is a function
+    ``register(subparsers) -> handler`` that adds its parser and returns ``handler(args) -> int``."""
+    from importlib import metadata
+
+    for ep in metadata.entry_points(group="headrepair.commands"):
+        if ep.name in _PLUGIN_COMMANDS or ep.name in sub.choices:
+            continue
+        _PLUGIN_COMMANDS[ep.name] = ep.load()(sub)
 
 
 def _run_config(args: argparse.Namespace) -> RunConfig:
@@ -144,9 +161,7 @@ def _masked_lm(model: str, sets: list[str], **extra: Any):
 def _read_mask(problem, path: str) -> np.ndarray:
     if path == "keep-all":
         return problem.space.keep_all()[0]
-    from objectives.masked_lm.export import read_mask_file  # only for masked-lm, resolved at call time
-
-    return read_mask_file(path, problem.space.n_layers, problem.space.n_heads)
+    return read_mask_file(path, problem.space)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -273,7 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             return _cmd_export(args)
         if args.command == "report":
+            if (Path(args.run_dir) / "results.csv").is_file() and "bench" in _PLUGIN_COMMANDS:
+                return _PLUGIN_COMMANDS["bench"](args)
             return _cmd_report(args)
+        if args.command in _PLUGIN_COMMANDS:
+            return _PLUGIN_COMMANDS[args.command](args)
     except (RegistryError, ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
         print(f"headrepair {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -34,7 +34,8 @@ from framework.problem import HELDOUT, SEARCH, Problem
 from framework.registry import PROBLEMS, STRATEGIES
 from framework.store import EvaluationStore
 
-__all__ = ["start_run", "resume_run", "finish_run", "choose_mask", "Choice", "result_to_json", "RUN_FILE"]
+__all__ = ["start_run", "resume_run", "finish_run", "choose_mask", "Choice", "result_to_json", "evaluate_on_split",
+           "RUN_FILE"]
 
 RUN_FILE = "run.json"
 
@@ -143,8 +144,8 @@ class Choice:
     note: str = ""
 
 
-def _evaluate_cached(problem: Problem, store: EvaluationStore, masks: np.ndarray,
-                     split: str) -> tuple[np.ndarray, list]:
+def evaluate_on_split(problem: Problem, store: EvaluationStore, masks: np.ndarray,
+                      split: str) -> tuple[np.ndarray, list]:
     """Evaluate on a non-search split through the store (free of the budget, never paid twice)."""
     fp = problem.fingerprint(split)
     store.register_problem(fp, problem.name, {"split": split, **problem.describe()})
@@ -179,7 +180,7 @@ def choose_mask(problem: Problem, result: OptimizationResult, store: EvaluationS
             f"<= {1 + max_cost / 100:.3f} x unpruned")
     idx = result.front_index
     masks = result.masks[idx]
-    values = result.values[idx] if split == SEARCH else _evaluate_cached(problem, store, masks, split)[0]
+    values = result.values[idx] if split == SEARCH else evaluate_on_split(problem, store, masks, split)[0]
     ok = np.all(np.isfinite(values), axis=1) & (values[:, 1] <= base[1] * (1 + max_cost / 100))
     ok &= values[:, 0] < base[0]
     if not ok.any():
@@ -202,7 +203,7 @@ def finish_run(out: Path, problem: Problem, result: OptimizationResult, cfg: Run
     if HELDOUT in problem.splits and result.n_evaluations:
         log("verifying the front and the chosen mask on the held-out split (not counted in the budget)")
         front_masks = result.front_masks
-        h_values, h_infos = _evaluate_cached(problem, store, front_masks, HELDOUT)
+        h_values, h_infos = evaluate_on_split(problem, store, front_masks, HELDOUT)
         ref_n = problem.normalize(problem.ref_point)
         heldout = {
             "front": [{"index": int(i), "search": result.values[i].tolist(), "heldout": hv.tolist(), "info": inf}
@@ -240,7 +241,7 @@ def _verify_choice(problem: Problem, result: OptimizationResult, store: Evaluati
     masks = np.vstack([choice.mask[None], keep])
     per_split: dict[str, Any] = {}
     for split in problem.splits:
-        values, infos = _evaluate_cached(problem, store, masks, split)
+        values, infos = evaluate_on_split(problem, store, masks, split)
         entry: dict[str, Any] = {}
         for j, name in enumerate(names):
             v, b = float(values[0, j]), float(values[1, j])

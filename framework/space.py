@@ -14,7 +14,7 @@ from functools import cached_property
 import networkx as nx
 import numpy as np
 
-__all__ = ["HeadSpace", "as_masks"]
+__all__ = ["HeadSpace", "as_masks", "read_mask_file"]
 
 
 def as_masks(masks: np.ndarray, dim: int) -> np.ndarray:
@@ -193,3 +193,43 @@ class HeadSpace:
         return {"n_layers": self.n_layers, "n_heads": self.n_heads, "n_kv_heads": self.n_kv_heads,
                 "max_pruned_fraction": self.max_pruned_fraction,
                 "protected": sorted(self.protected), "structured": self.structured}
+
+
+def read_mask_file(path: str, space: HeadSpace) -> np.ndarray:
+    """Read a mask JSON file into ``bool[L*H]``.
+
+    Accepted: a flat list of ``L*H`` 0/1 values, ``L`` lists of ``H`` 0/1 values, or an object
+    with a ``"mask"`` key holding either (``head_mask.json`` as written by an export).
+    1/true = keep.  Wrong lengths or values raise ``ValueError`` naming what was expected.
+    """
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"mask file {str(p)!r} does not exist")
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"mask file {str(p)!r} is not JSON: {exc}") from exc
+    if isinstance(data, dict):
+        if "mask" not in data:
+            raise ValueError(f"mask file {str(p)!r}: an object must have a 'mask' key")
+        data = data["mask"]
+    want = (f"a flat list of {space.dim} 0/1 values or {space.n_layers} lists of {space.n_heads} "
+            f"({space.n_layers} layers x {space.n_heads} heads)")
+    if not isinstance(data, list) or not data:
+        raise ValueError(f"mask file {str(p)!r}: expected {want}")
+    if all(isinstance(row, list) for row in data):
+        if len(data) != space.n_layers or any(len(row) != space.n_heads for row in data):
+            raise ValueError(f"mask file {str(p)!r}: got {len(data)} lists of lengths "
+                             f"{sorted({len(r) for r in data})}; expected {want}")
+        flat = [v for row in data for v in row]
+    else:
+        if len(data) != space.dim:
+            raise ValueError(f"mask file {str(p)!r}: got {len(data)} values; expected {want}")
+        flat = data
+    bad = [v for v in flat if v not in (0, 1) or isinstance(v, float) and v not in (0.0, 1.0)]
+    if bad:
+        raise ValueError(f"mask file {str(p)!r}: values must be 0/1 (or true/false), got {bad[:3]}")
+    return np.array([bool(v) for v in flat], dtype=bool)

@@ -48,3 +48,24 @@ def test_constraints_sample_and_repair():
     assert s.is_valid(fixed).all() and ((~fixed).sum(1) == 4).all()
     low = s.sample(200, rng, max_ratio=0.05)
     assert ((~low).sum(1) <= 1).all()
+
+
+def test_mask_file_formats_and_errors(tmp_path):
+    import json
+
+    from framework.space import read_mask_file
+
+    s = HeadSpace(2, 3)
+    f = tmp_path / "m.json"
+    f.write_text(json.dumps([1, 0, 1, 1, 1, 0]))
+    flat = read_mask_file(str(f), s)
+    assert flat.dtype == bool and flat.tolist() == [True, False, True, True, True, False]
+    f.write_text(json.dumps([[1, 0, 1], [1, 1, 0]]))
+    assert np.array_equal(read_mask_file(str(f), s), flat)
+    f.write_text(json.dumps({"layers": 2, "mask": [[1, 0, 1], [1, 1, 0]]}))
+    assert np.array_equal(read_mask_file(str(f), s), flat)
+    for bad, msg in (([1, 0, 1], "got 3 values"), ([[1, 0], [1, 1]], "lists of lengths"),
+                     ([1, 0, 2, 1, 1, 0], "0/1")):
+        f.write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match=msg):
+            read_mask_file(str(f), s)

@@ -1,0 +1,44 @@
+"""``headrepair bench``: registered as a sub-command through the ``headrepair.commands`` entry point."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def register(sub) -> callable:
+    p = sub.add_parser("bench", help="run a benchmark suite comparing strategies (resumable)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Run every strategy of a suite on its problems with the same budgets, seeds and "
+                                   "reference points; write results.csv, report.md and plots into --out. Finished "
+                                   "cells are not rerun. `headrepair report DIR` regenerates the report.")
+    p.add_argument("--suite", required=True, help="suite name (smoke, synthetic, replay, real) or TOML path")
+    p.add_argument("--seeds", type=int, help="number of seeds (default: the suite's)")
+    p.add_argument("--jobs", type=int, default=1, help="cells run in parallel processes")
+    p.add_argument("--out", required=True, help="benchmark directory")
+    p.add_argument("--data", help="directory of reference data (HolisticBias, FASP head scores) that suites name "
+                                  "as ${HEADREPAIR_DATA}; default: $HEADREPAIR_DATA")
+    return _handle
+
+
+def _handle(args) -> int:
+    from benchmarks.report import write_bench_report
+    from benchmarks.runner import collect_results, load_suite, run_suite
+
+    if getattr(args, "command", None) == "report":
+        out = Path(args.run_dir)
+        suite = json.loads((out / "suite.json").read_text()).get("name", "") if (out / "suite.json").is_file() else ""
+        path = write_bench_report(out, collect_results(out), suite_name=suite)
+        print(f"report: {path}")
+        return 0
+    if args.data:
+        os.environ["HEADREPAIR_DATA"] = str(Path(args.data).resolve())
+    suite = load_suite(args.suite)
+    records = run_suite(suite, args.out, seeds=args.seeds, jobs=args.jobs)
+    path = write_bench_report(Path(args.out), records, suite_name=suite.name)
+    print(f"results: {Path(args.out) / 'results.csv'}\nreport: {path}")
+    return 0

@@ -1,0 +1,133 @@
+"""Benchmark report: per-problem tables (median, IQR), Mann-Whitney U and A12 against the
+reference strategy, a ranking across problems, and plots."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.stats import a12, average_ranks, mann_whitney_p, median_iqr
+
+__all__ = ["write_bench_report", "REFERENCE_STRATEGY"]
+
+REFERENCE_STRATEGY = "surrogate-sa"
+
+
+def _f(x: float | None, nd: int = 4) -> str:
+    return "–" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{nd}f}"
+
+
+def _group(records: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, list[dict]]]:
+    groups: dict[tuple[str, int], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        groups[(r["problem"], int(r["budget"]))][r["strategy"]].append(r)
+    return groups
+
+
+def _values(rows: list[dict], key: str) -> np.ndarray:
+    return np.array([r[key] for r in rows if r.get(key) is not None], dtype=float)
+
+
+def write_bench_report(out: Path, records: list[dict[str, Any]], *, suite_name: str = "") -> Path:
+    """Write ``report.md`` and PNG plots into ``out``; returns the report path."""
+    out = Path(out)
+    groups = _group(records)
+    lines = [f"# Benchmark report{': ' + suite_name if suite_name else ''}", "",
+             f"{len(records)} cells. Hypervolume of normalized objectives against each problem's own reference "
+             "point (higher is better); every strategy of a problem ran with the same budgets, seeds, reference "
+             f"point and bounds. p: two-sided Mann-Whitney U of final hypervolume, `{REFERENCE_STRATEGY}` vs the "
+             f"row; A12: probability that `{REFERENCE_STRATEGY}` beats the row (0.5 = no difference). "
+             "Held-out: the final front re-evaluated on the held-out split (problems that have one).", ""]
+    scores: dict[str, dict[tuple[str, int], float]] = defaultdict(dict)
+    for (prob, budget), by_strategy in sorted(groups.items()):
+        has_igd = any(r.get("igd_plus") is not None for rows in by_strategy.values() for r in rows)
+        has_ho = any(r.get("hv_front_heldout") is not None for rows in by_strategy.values() for r in rows)
+        lines += [f"## {prob}, budget {budget}", ""]
+        head = "| strategy | seeds | HV median [IQR] | HV@25% | HV@50% |"
+        sep = "|---|---|---|---|---|"
+        if has_ho:
+            head += " front HV search | front HV held-out |"
+            sep += "---|---|"
+        if has_igd:
+            head += " IGD+ median |"
+            sep += "---|"
+        head += " p | A12 | strategy s | total s |"
+        sep += "---|---|---|---|"
+        lines += [head, sep]
+        ref = _values(by_strategy.get(REFERENCE_STRATEGY, []), "hv_final")
+        for strategy, rows in sorted(by_strategy.items(), key=lambda kv: -median_iqr(_values(kv[1], "hv_final"))[0]):
+            hv = _values(rows, "hv_final")
+            med, q25, q75 = median_iqr(hv)
+            scores[strategy][(prob, budget)] = med
+            row = (f"| {strategy} | {len(rows)} | {_f(med)} [{_f(q25)}, {_f(q75)}] | "
+                   f"{_f(median_iqr(_values(rows, 'hv_25'))[0])} | {_f(median_iqr(_values(rows, 'hv_50'))[0])} |")
+            if has_ho:
+                row += (f" {_f(median_iqr(_values(rows, 'hv_front_search'))[0])} |"
+                        f" {_f(median_iqr(_values(rows, 'hv_front_heldout'))[0])} |")
+            if has_igd:
+                row += f" {_f(median_iqr(_values(rows, 'igd_plus'))[0])} |"
+            if strategy == REFERENCE_STRATEGY or len(ref) == 0:
+                row += " – | – |"
+            else:
+                row += f" {mann_whitney_p(ref, hv):.3g} | {a12(ref, hv):.2f} |"
+            row += (f" {_f(median_iqr(_values(rows, 'strategy_time_s'))[0], 2)} |"
+                    f" {_f(median_iqr(_values(rows, 'wall_time_s'))[0], 2)} |")
+            lines.append(row)
+        lines.append("")
+    keys = sorted({k for s in scores.values() for k in s})
+    complete = {s: [v[k] for k in keys] for s, v in scores.items() if all(k in v for k in keys)}
+    if complete and keys:
+        ranks = average_ranks(complete)
+        lines += ["## Ranking across problems", "",
+                  f"Mean rank of median final hypervolume over {len(keys)} (problem, budget) pairs (1 = best).", "",
+                  "| strategy | mean rank |", "|---|---|"]
+        lines += [f"| {s} | {r:.2f} |" for s, r in sorted(ranks.items(), key=lambda kv: kv[1])]
+        lines.append("")
+    plots = _plots(out, groups)
+    if plots:
+        lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _plots(out: Path, groups) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    by_problem: dict[str, int] = {}
+    for prob, budget in groups:
+        by_problem[prob] = max(budget, by_problem.get(prob, 0))
+    for prob, budget in sorted(by_problem.items()):
+        by_strategy = groups[(prob, budget)]
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
+        for i, (strategy, rows) in enumerate(sorted(by_strategy.items())):
+            n = min(len(r["hv_curve"]) for r in rows)
+            if n == 0:
+                continue
+            curves = np.array([r["hv_curve"][:n] for r in rows])
+            x = np.arange(1, n + 1)
+            q25, q50, q75 = np.percentile(curves, [25, 50, 75], axis=0)
+            ax.plot(x, q50, label=strategy, c=f"C{i}")
+            ax.fill_between(x, q25, q75, color=f"C{i}", alpha=0.2)
+            front = np.array(min(rows, key=lambda r: r["seed"])["front"])
+            if len(front):
+                front = front[np.argsort(front[:, 1])]
+                bx.step(front[:, 1], front[:, 0], where="post", c=f"C{i}", label=strategy, marker=".")
+        names = next(iter(by_strategy.values()))[0].get("objective_names", ["f0", "f1"])
+        ax.set(xlabel="real evaluations", ylabel="hypervolume (median, IQR band)", title=f"{prob}, budget {budget}")
+        bx.set(xlabel=names[1], ylabel=names[0], title="final fronts (lowest seed)")
+        ax.legend(fontsize=7)
+        bx.legend(fontsize=7)
+        fig.tight_layout()
+        path = out / f"{prob}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths

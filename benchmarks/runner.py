@@ -1,0 +1,252 @@
+"""Benchmark runner: every strategy of a suite on every problem, same budgets, seeds, reference points.
+
+A suite is a TOML file (``benchmarks/suites/<name>.toml`` or any path)::
+
+    name = "smoke"
+    budgets = [20]
+    batch_size = 5
+    seeds = 3                       # seeds 0..2 for every strategy (--seeds overrides)
+    strategies = ["*"]              # "*" = every registered strategy
+    [strategy_options.qnehvi]       # options for one strategy (same for every problem)
+    num_restarts = 1
+    [[problems]]
+    label = "mnk-N24-K2"
+    name = "rho-mnk"
+    options = { n_bits = 24, k = 2, rho = 0.0, seed = 1 }
+
+Each (problem, budget, strategy, seed) cell is written to ``cells/<key>.json`` when it
+finishes, so an interrupted suite resumes where it stopped (finished cells are not rerun).
+Every strategy of a problem shares one evaluation store (``stores/<label>.sqlite``): a mask
+evaluated for one strategy is not paid again for another, and budgets still count it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import string
+import sys
+import time
+import tomllib
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Suite", "Cell", "load_suite", "run_suite", "run_cell", "collect_results", "SUITES_DIR"]
+
+SUITES_DIR = Path(__file__).parent / "suites"
+RESULT_FIELDS = ["problem", "budget", "strategy", "seed", "hv_final", "hv_25", "hv_50", "hv_100", "igd_plus",
+                 "hv_front_search", "hv_front_heldout", "n_evaluations", "n_cache_hits", "wall_time_s",
+                 "strategy_time_s", "evaluation_time_s", "stop_reason"]
+
+
+@dataclass
+class ProblemSpec:
+    label: str
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Suite:
+    name: str
+    budgets: list[int]
+    batch_size: int
+    seeds: int
+    strategies: list[str]
+    problems: list[ProblemSpec]
+    strategy_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass
+class Cell:
+    problem: ProblemSpec
+    strategy: str
+    strategy_options: dict[str, Any]
+    budget: int
+    batch_size: int
+    seed: int
+    store: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.problem.label}__b{self.budget}__{self.strategy}__s{self.seed}"
+
+
+def _expand(value: Any) -> Any:
+    """``${HEADREPAIR_DATA}``-style environment variables in string options."""
+    if isinstance(value, str):
+        return string.Template(value).safe_substitute(os.environ)
+    if isinstance(value, dict):
+        return {k: _expand(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v) for v in value]
+    return value
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """A suite by name (``benchmarks/suites/<name>.toml``) or by path."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = SUITES_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        known = sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
+        raise FileNotFoundError(f"no suite {name_or_path!r}; known suites: {known} (or give a path)")
+    data = tomllib.loads(path.read_text())
+    probs = [ProblemSpec(p.get("label") or p["name"], p["name"], _expand(p.get("options", {})))
+             for p in data.get("problems", [])]
+    labels = [p.label for p in probs]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"suite {path}: problem labels must be unique, got {labels}")
+    budgets = data.get("budgets") or [data["budget"]]
+    return Suite(name=data.get("name", path.stem), budgets=[int(b) for b in budgets],
+                 batch_size=int(data.get("batch_size", 1)), seeds=int(data.get("seeds", 5)),
+                 strategies=list(data.get("strategies", ["*"])), problems=probs,
+                 strategy_options=_expand(data.get("strategy_options", {})), description=data.get("description", ""))
+
+
+def _strategies(suite: Suite) -> list[str]:
+    from framework.registry import STRATEGIES
+
+    names: list[str] = []
+    for s in suite.strategies:
+        for n in (STRATEGIES.names() if s == "*" else [s]):
+            STRATEGIES.get(n)
+            if n not in names:
+                names.append(n)
+    return names
+
+
+def plan_cells(suite: Suite, out: Path, *, seeds: int | None = None) -> list[Cell]:
+    n_seeds = seeds or suite.seeds
+    cells = []
+    for prob in suite.problems:
+        store = str(out / "stores" / f"{prob.label}.sqlite")
+        for budget in suite.budgets:
+            for strategy in _strategies(suite):
+                for seed in range(n_seeds):
+                    cells.append(Cell(prob, strategy, dict(suite.strategy_options.get(strategy, {})), budget,
+                                      suite.batch_size, seed, store))
+    return cells
+
+
+def _at_fraction(curve: list[float], budget: int, frac: float) -> float:
+    i = int(np.ceil(frac * budget)) - 1
+    return float(curve[min(i, len(curve) - 1)]) if curve else 0.0
+
+
+def run_cell(cell: Cell, threads: int | None = None) -> dict[str, Any]:
+    """Run one cell in this process and return its record (also what ``cells/<key>.json`` holds)."""
+    if threads:
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+        except ImportError:
+            pass
+    from framework.loop import optimize
+    from framework.pareto import hypervolume, igd_plus
+    from framework.problem import HELDOUT
+    from framework.registry import PROBLEMS, STRATEGIES
+    from framework.runs import evaluate_on_split
+    from framework.store import EvaluationStore
+
+    problem = PROBLEMS.create(cell.problem.name, **cell.problem.options)
+    try:
+        strategy = STRATEGIES.create(cell.strategy, **cell.strategy_options)
+        with EvaluationStore(cell.store) as store:
+            res = optimize(problem, strategy, cell.budget, batch_size=cell.batch_size, seed=cell.seed, store=store,
+                           run_id=f"bench-{cell.key}", progress=False, strategy_name=cell.strategy)
+            ref_n = problem.normalize(problem.ref_point)
+            curve = [float(h) for h in res.hv_curve]
+            record: dict[str, Any] = {
+                "problem": cell.problem.label, "budget": cell.budget, "strategy": cell.strategy, "seed": cell.seed,
+                "hv_final": res.hypervolume, "hv_25": _at_fraction(curve, cell.budget, 0.25),
+                "hv_50": _at_fraction(curve, cell.budget, 0.5), "hv_100": _at_fraction(curve, cell.budget, 1.0),
+                "igd_plus": None, "hv_front_search": None, "hv_front_heldout": None,
+                "n_evaluations": res.n_evaluations, "n_cache_hits": res.n_cache_hits, "wall_time_s": res.wall_time,
+                "strategy_time_s": res.strategy_time, "evaluation_time_s": res.evaluation_time,
+                "stop_reason": res.stop_reason, "hv_curve": curve, "front": res.front_values.tolist(),
+                "front_masks": [np.flatnonzero(~m).tolist() for m in res.front_masks],
+                "objective_names": list(problem.objective_names), "cell": asdict(cell),
+            }
+            ref_front = problem.reference_front()
+            if ref_front is not None:
+                record["igd_plus"] = igd_plus(problem.normalize(res.front_values), problem.normalize(ref_front))
+            if HELDOUT in problem.splits:
+                # the final front re-evaluated on data the search never saw: a strategy that fits noise shows it
+                h_values, _ = evaluate_on_split(problem, store, res.front_masks, HELDOUT)
+                record["hv_front_search"] = hypervolume(problem.normalize(res.front_values), ref_n)
+                record["hv_front_heldout"] = hypervolume(problem.normalize(h_values), ref_n)
+                record["front_heldout"] = h_values.tolist()
+    finally:
+        problem.close()
+    return record
+
+
+def _write_cell(out: Path, cell: Cell, record: dict[str, Any]) -> None:
+    path = out / "cells" / f"{cell.key}.json"
+    tmp = path.with_suffix(".partial")
+    tmp.write_text(json.dumps(record, default=float))
+    tmp.replace(path)  # atomic: a killed suite never leaves a half-written cell
+
+
+def collect_results(out: Path) -> list[dict[str, Any]]:
+    """All finished cell records of a benchmark directory; rewrites ``results.csv``."""
+    records = [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))]
+    with open(out / "results.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=RESULT_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for r in records:
+            w.writerow(r)
+    return records
+
+
+def run_suite(suite: Suite, out: str | Path, *, seeds: int | None = None, jobs: int = 1,
+              log=print) -> list[dict[str, Any]]:
+    """Run every unfinished cell of ``suite`` into ``out``; returns all records."""
+    out = Path(out)
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    (out / "stores").mkdir(exist_ok=True)
+    (out / "suite.json").write_text(json.dumps(asdict(suite), indent=2))
+    cells = plan_cells(suite, out, seeds=seeds)
+    todo = [c for c in cells if not (out / "cells" / f"{c.key}.json").exists()]
+    log(f"suite {suite.name}: {len(cells)} cells, {len(cells) - len(todo)} already done, {len(todo)} to run "
+        f"with {jobs} job(s)")
+    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+    bar = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="cell", desc=f"bench {suite.name}")
+    t0 = time.perf_counter()
+
+    def done(cell: Cell, record: dict[str, Any]) -> None:
+        _write_cell(out, cell, record)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(cell.key)
+        else:
+            log(f"  done {cell.key}: hv={record['hv_final']:.4f} ({record['wall_time_s']:.1f} s)")
+
+    try:
+        if jobs <= 1:
+            for cell in todo:
+                done(cell, run_cell(cell, threads))
+        else:
+            import multiprocessing as mp
+
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+                futures = {pool.submit(run_cell, c, threads): c for c in todo}
+                for fut in as_completed(futures):
+                    done(futures[fut], fut.result())
+    finally:
+        if bar is not None:
+            bar.close()
+    log(f"suite {suite.name}: {len(todo)} cells in {time.perf_counter() - t0:.1f} s")
+    return collect_results(out)

@@ -1,0 +1,50 @@
+"""Statistics for comparing strategies across seeds: medians, IQR, Mann-Whitney U, Vargha-Delaney A12."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import mannwhitneyu, rankdata
+
+__all__ = ["a12", "mann_whitney_p", "median_iqr", "average_ranks"]
+
+
+def a12(a: np.ndarray, b: np.ndarray) -> float:
+    """Vargha-Delaney A12: probability that a value drawn from ``a`` is larger than one from ``b``
+    (ties count half).  0.5 = no difference; for hypervolume, > 0.5 favours ``a``."""
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    if len(a) == 0 or len(b) == 0:
+        return float("nan")
+    greater = (a[:, None] > b[None, :]).sum()
+    ties = (a[:, None] == b[None, :]).sum()
+    return float((greater + 0.5 * ties) / (len(a) * len(b)))
+
+
+def mann_whitney_p(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided Mann-Whitney U p-value (scipy); 1.0 when both samples are constant and equal."""
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    if len(a) == 0 or len(b) == 0:
+        return float("nan")
+    if np.ptp(np.concatenate([a, b])) == 0:
+        return 1.0
+    return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
+
+
+def median_iqr(x: np.ndarray) -> tuple[float, float, float]:
+    """(median, 25th percentile, 75th percentile)."""
+    x = np.asarray(x, dtype=float)
+    if len(x) == 0:
+        return float("nan"), float("nan"), float("nan")
+    q25, q50, q75 = np.percentile(x, [25, 50, 75])
+    return float(q50), float(q25), float(q75)
+
+
+def average_ranks(scores: dict[str, list[float]]) -> dict[str, float]:
+    """Mean rank of each strategy over problems (rank 1 = highest score on a problem).
+
+    ``scores[strategy][i]`` is the strategy's score on problem ``i`` (same order for all)."""
+    names = sorted(scores)
+    table = np.array([scores[n] for n in names], dtype=float)  # [strategies, problems]
+    ranks = np.vstack([rankdata(-table[:, j]) for j in range(table.shape[1])]).T
+    return {n: float(r) for n, r in zip(names, ranks.mean(axis=1), strict=True)}

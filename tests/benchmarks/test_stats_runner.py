@@ -1,0 +1,110 @@
+"""Benchmark statistics, the resumable runner, the report, and the head-structured problem."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import mannwhitneyu
+
+from benchmarks.report import write_bench_report
+from benchmarks.runner import ProblemSpec, Suite, collect_results, load_suite, plan_cells, run_suite
+from benchmarks.stats import a12, average_ranks, mann_whitney_p, median_iqr
+from framework.registry import PROBLEMS, STRATEGIES
+
+FASP = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "fasp" / "head_contributions.json"
+
+
+def test_a12_and_mann_whitney_on_known_cases():
+    assert a12([3, 4, 5], [0, 1, 2]) == 1.0
+    assert a12([0, 1, 2], [3, 4, 5]) == 0.0
+    assert a12([1, 2], [1, 2]) == 0.5
+    assert a12([1, 2, 3], [2]) == pytest.approx((1 + 0.5) / 3)
+    a, b = np.arange(10.0), np.arange(10.0) + 5
+    assert mann_whitney_p(a, b) == pytest.approx(mannwhitneyu(a, b, alternative="two-sided").pvalue)
+    assert mann_whitney_p([1, 1], [1, 1]) == 1.0
+    assert median_iqr([1, 2, 3, 4, 5]) == (3.0, 2.0, 4.0)
+    assert average_ranks({"a": [3, 1], "b": [2, 2], "c": [1, 3]}) == {"a": 2.0, "b": 2.0, "c": 2.0}
+    assert average_ranks({"a": [3, 3], "b": [1, 1]}) == {"a": 1.0, "b": 2.0}
+
+
+def _tiny_suite() -> Suite:
+    return Suite(name="t", budgets=[12, 20], batch_size=4, seeds=2, strategies=["random"],
+                 problems=[ProblemSpec("mnk", "rho-mnk", {"n_bits": 16, "k": 1, "seed": 0}),
+                           ProblemSpec("ks", "knapsack", {"n_items": 12, "seed": 0})])
+
+
+def test_runner_is_resumable_and_reports(tmp_path):
+    suite = _tiny_suite()
+    logs: list[str] = []
+    records = run_suite(suite, tmp_path, log=logs.append)
+    assert len(records) == 2 * 2 * 2
+    rows = list(csv.DictReader(open(tmp_path / "results.csv")))
+    assert {r["budget"] for r in rows} == {"12", "20"} and all(int(r["n_evaluations"]) == int(r["budget"])
+                                                               for r in rows)
+    assert all(r["igd_plus"] != "" for r in rows)  # both problems are small enough for an exact front
+    # same budget and seed share the first evaluations through the problem's store
+    # a finished cell is not rerun; a deleted one is
+    victim = sorted((tmp_path / "cells").glob("*.json"))[0]
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cells").glob("*.json")}
+    victim.unlink()
+    run_suite(suite, tmp_path, log=logs.append)
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cells").glob("*.json")}
+    assert set(after) == set(before)
+    assert [n for n in after if after[n] != before.get(n)] == [victim.name]
+    assert "7 already done, 1 to run" in logs[-3]
+    path = write_bench_report(tmp_path, collect_results(tmp_path), suite_name="t")
+    text = path.read_text()
+    assert "## mnk, budget 20" in text and "Ranking across problems" in text and (tmp_path / "mnk.png").is_file()
+
+
+def test_every_strategy_gets_the_same_cells(tmp_path):
+    suite = load_suite("smoke")
+    cells = plan_cells(suite, tmp_path)
+    by_strategy: dict[str, set] = {}
+    for c in cells:
+        by_strategy.setdefault(c.strategy, set()).add((c.problem.label, c.budget, c.seed, c.batch_size))
+    assert set(by_strategy) == set(STRATEGIES.names())
+    assert len({frozenset(v) for v in by_strategy.values()}) == 1
+
+
+@pytest.mark.slow
+def test_smoke_suite_end_to_end(tmp_path):
+    """The smoke suite, every registered strategy: the CI-sized comparison."""
+    from framework.cli import main
+
+    assert main(["bench", "--suite", "smoke", "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "results.csv")))
+    assert {r["strategy"] for r in rows} == set(STRATEGIES.names())
+    assert all(int(r["n_evaluations"]) <= int(r["budget"]) for r in rows)
+    (tmp_path / "report.md").unlink()
+    assert main(["report", str(tmp_path)]) == 0 and (tmp_path / "report.md").is_file()
+
+
+@pytest.mark.skipif(not FASP.is_file(), reason=f"FASP head scores not found at {FASP}")
+def test_fasp_heads_problem():
+    p = PROBLEMS.create("fasp-heads", path=str(FASP), model="gpt2", interaction=0.0)
+    assert p.space.n_layers == 12 and p.space.n_heads == 12
+    keep = p.space.keep_all()
+    assert np.allclose(p.evaluate(keep)[0], [p.b0, p.p0])
+    data = json.loads(FASP.read_text())["gpt2"]
+    one = keep.copy()
+    one[0, 5] = False  # single knock-out reproduces the published scores
+    assert np.allclose(p.evaluate(one)[0], [data["cont_to_gender_and_sex_bias"][5], data["cont_to_ppl"][5]])
+    # with interactions the landscape is not separable: the pair effect differs from the sum of singles
+    q = PROBLEMS.create("fasp-heads", path=str(FASP), model="gpt2", interaction=0.5, seed=3)
+    two = keep.copy()
+    two[0, [1, 2]] = False
+    a, b = keep.copy(), keep.copy()
+    a[0, 1] = False
+    b[0, 2] = False
+    y = q.evaluate(np.vstack([keep, a, b, two]))
+    assert not np.isclose(y[3, 0] - y[0, 0], (y[1, 0] - y[0, 0]) + (y[2, 0] - y[0, 0]))
+    assert y[3, 1] / y[0, 1] > (y[1, 1] / y[0, 1]) * (y[2, 1] / y[0, 1])  # in-layer pairs cost extra
+    with pytest.raises(ValueError, match="axes"):
+        PROBLEMS.create("fasp-heads", path=str(FASP), axis="nope")
+    with pytest.raises(FileNotFoundError):
+        PROBLEMS.create("fasp-heads", path="/nonexistent.json")

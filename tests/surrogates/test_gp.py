@@ -1,0 +1,77 @@
+"""GPSurrogate specifics: its kernels and its cached prediction path against BoTorch's posterior."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from surrogates.gp import GPSurrogate, HammingKernel, TanimotoKernel
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def data(n: int, d: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, d)) < 0.75
+    w = rng.normal(size=(d, 2))
+    pruned = (~X).astype(float)
+    return X, np.stack([pruned @ w[:, 0], np.sqrt(1 + pruned @ np.abs(w[:, 1]))], axis=1)
+
+
+def test_kernels_match_their_definitions():
+    rng = np.random.default_rng(1)
+    a, b = rng.random((5, 12)) < 0.5, rng.random((4, 12)) < 0.5
+    a[0] = False  # an all-zero row
+    b[0] = False
+    hamming = (a[:, None, :] != b[None, :, :]).sum(-1)
+    inter = (a[:, None, :] & b[None, :, :]).sum(-1)
+    union = (a[:, None, :] | b[None, :, :]).sum(-1)
+    ta, tb = torch.from_numpy(a).double(), torch.from_numpy(b).double()
+
+    kernel = HammingKernel().double()
+    kernel.lengthscale = torch.tensor(0.3, dtype=torch.float64)
+    with torch.no_grad():
+        np.testing.assert_allclose(kernel(ta, tb).to_dense().numpy(), np.exp(-hamming / (12 * 0.3)), rtol=1e-12)
+        np.testing.assert_allclose(kernel(ta, ta, diag=True).numpy(), np.ones(5), rtol=1e-12)
+        tanimoto = TanimotoKernel()(ta, tb).to_dense().numpy()
+    expected = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    np.testing.assert_allclose(tanimoto, expected, rtol=1e-12)
+    assert tanimoto[0, 0] == 1.0  # two empty sets are identical
+
+
+@pytest.mark.parametrize("kernel", ["hamming", "tanimoto"])
+@pytest.mark.parametrize("include_noise", [True, False])
+@pytest.mark.parametrize("n_objectives", [1, 2])
+def test_cached_prediction_equals_the_botorch_posterior(kernel, include_noise, n_objectives):
+    X, Y = data(80)
+    gp = GPSurrogate(kernel=kernel, include_noise=include_noise).fit(X[:60], Y[:60, :n_objectives])
+    mean, std = gp.predict(X[60:])
+    with torch.no_grad():
+        posterior = gp.model.posterior(torch.from_numpy(X[60:]).double(), observation_noise=include_noise)
+        expected_mean, expected_std = posterior.mean.numpy(), posterior.variance.sqrt().numpy()
+    np.testing.assert_allclose(mean, expected_mean, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(std, expected_std, rtol=1e-6, atol=1e-9)
+
+
+def test_noise_floor_bounds_the_fitted_noise_and_the_spread():
+    X, Y = data(60)
+    Y = np.repeat(Y[:20], 3, axis=0)  # exact duplicates: only the floor keeps K invertible
+    X = np.repeat(X[:20], 3, axis=0)
+    gp = GPSurrogate(noise_floor=1e-2).fit(X, Y)
+    assert (gp.model.likelihood.noise.detach() >= 1e-2 * (1 - 1e-6)).all()  # the bound is stored in float32
+    _, std = gp.predict(X[:5])
+    assert (std >= np.sqrt(1e-2) * Y.std(axis=0) * 0.99).all()
+
+
+def test_options_are_validated():
+    with pytest.raises(ValueError, match="kernel"):
+        GPSurrogate(kernel="rbf")
+    with pytest.raises(ValueError, match="noise_floor"):
+        GPSurrogate(noise_floor=0.0)

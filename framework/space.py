@@ -195,41 +195,43 @@ class HeadSpace:
                 "protected": sorted(self.protected), "structured": self.structured}
 
 
-def read_mask_file(path: str, space: HeadSpace) -> np.ndarray:
-    """Read a mask JSON file into ``bool[L*H]``.
+def read_mask_file(path, space: HeadSpace) -> np.ndarray:
+    """Read a mask JSON file into ``bool[L*H]`` (layer-major, ``True`` = keep).
 
-    Accepted: a flat list of ``L*H`` 0/1 values, ``L`` lists of ``H`` 0/1 values, or an object
-    with a ``"mask"`` key holding either (``head_mask.json`` as written by an export).
-    1/true = keep.  Wrong lengths or values raise ``ValueError`` naming what was expected.
+    Accepted contents: a flat list of ``L*H`` 0/1 (or true/false); ``L`` lists of ``H``; or an
+    object with a ``"mask"`` key holding either (``head_mask.json`` as written by an export,
+    whose ``layers``/``heads`` must then match).  Anything else raises ``ValueError`` naming
+    what was expected.
     """
     import json
     from pathlib import Path
 
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"mask file {str(p)!r} does not exist")
+    path = Path(path)
+    n_layers, n_heads = space.n_layers, space.n_heads
+    expected = f"a flat list of {space.dim} 0/1 values or {n_layers} lists of {n_heads} 0/1 values"
+    if not path.is_file():
+        raise FileNotFoundError(f"mask file {str(path)!r} does not exist; expected a JSON file with {expected}")
     try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"mask file {str(p)!r} is not JSON: {exc}") from exc
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}); expected {expected}") from exc
     if isinstance(data, dict):
         if "mask" not in data:
-            raise ValueError(f"mask file {str(p)!r}: an object must have a 'mask' key")
+            raise ValueError(f"{path} holds an object without a 'mask' key; expected {expected}")
+        for key, want in (("layers", n_layers), ("heads", n_heads)):
+            if key in data and data[key] != want:
+                raise ValueError(f"{path} is for {key}={data[key]}, expected {key}={want}")
         data = data["mask"]
-    want = (f"a flat list of {space.dim} 0/1 values or {space.n_layers} lists of {space.n_heads} "
-            f"({space.n_layers} layers x {space.n_heads} heads)")
-    if not isinstance(data, list) or not data:
-        raise ValueError(f"mask file {str(p)!r}: expected {want}")
-    if all(isinstance(row, list) for row in data):
-        if len(data) != space.n_layers or any(len(row) != space.n_heads for row in data):
-            raise ValueError(f"mask file {str(p)!r}: got {len(data)} lists of lengths "
-                             f"{sorted({len(r) for r in data})}; expected {want}")
-        flat = [v for row in data for v in row]
-    else:
-        if len(data) != space.dim:
-            raise ValueError(f"mask file {str(p)!r}: got {len(data)} values; expected {want}")
-        flat = data
-    bad = [v for v in flat if v not in (0, 1) or isinstance(v, float) and v not in (0.0, 1.0)]
+    if not isinstance(data, list):
+        raise ValueError(f"{path} holds {type(data).__name__}; expected {expected}")
+    rows = data if data and all(isinstance(r, list) for r in data) else None
+    if rows is not None and (len(rows) != n_layers or any(len(r) != n_heads for r in rows)):
+        raise ValueError(f"{path} holds {len(rows)} lists of lengths {sorted({len(r) for r in rows})}; "
+                         f"expected {expected}")
+    values = [v for r in rows for v in r] if rows is not None else data
+    if len(values) != space.dim:
+        raise ValueError(f"{path} holds {len(values)} values; expected {expected}")
+    bad = [v for v in values if isinstance(v, list) or v not in (0, 1)]
     if bad:
-        raise ValueError(f"mask file {str(p)!r}: values must be 0/1 (or true/false), got {bad[:3]}")
-    return np.array([bool(v) for v in flat], dtype=bool)
+        raise ValueError(f"{path} holds values other than 0/1 (e.g. {bad[0]!r}); expected {expected}")
+    return np.array(values, dtype=int).astype(bool)

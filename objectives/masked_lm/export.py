@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from framework.space import HeadSpace
+from framework.space import read_mask_file as _read_mask_file
 from objectives.masked_lm.masking import HeadMasker
 
 __all__ = ["HEAD_MASK_FILE", "export_pruned", "read_mask_file"]
@@ -103,35 +105,6 @@ def export_pruned(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | N
 
 
 def read_mask_file(path: str | Path, n_layers: int, n_heads: int) -> np.ndarray:
-    """Read a mask from a JSON file as ``bool[L*H]`` (layer-major, ``True`` = keep).
-
-    Accepted contents: a flat list of ``L*H`` 0/1 (or true/false); ``L`` lists of ``H``; or an
-    object with a ``"mask"`` key holding either (a ``head_mask.json`` written by
-    :func:`export_pruned`, whose ``layers``/``heads`` must then match).
-    """
-    path = Path(path)
-    expected = f"a flat list of {n_layers * n_heads} 0/1 values or {n_layers} lists of {n_heads} 0/1 values"
-    try:
-        data = json.loads(path.read_text())
-    except ValueError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}); expected {expected}") from exc
-    if isinstance(data, dict):
-        if "mask" not in data:
-            raise ValueError(f"{path} holds an object without a 'mask' key; expected {expected}")
-        for key, want in (("layers", n_layers), ("heads", n_heads)):
-            if key in data and data[key] != want:
-                raise ValueError(f"{path} is for {key}={data[key]}, expected {key}={want}")
-        data = data["mask"]
-    if not isinstance(data, list):
-        raise ValueError(f"{path} holds {type(data).__name__}; expected {expected}")
-    rows = data if data and all(isinstance(r, list) for r in data) else None
-    if rows is not None and (len(rows) != n_layers or any(len(r) != n_heads for r in rows)):
-        raise ValueError(f"{path} holds {len(rows)} lists of lengths {sorted({len(r) for r in rows})}; "
-                         f"expected {expected}")
-    values = [v for r in rows for v in r] if rows is not None else data
-    if len(values) != n_layers * n_heads:
-        raise ValueError(f"{path} holds {len(values)} values; expected {expected}")
-    bad = [v for v in values if isinstance(v, list) or v not in (0, 1)]
-    if bad:
-        raise ValueError(f"{path} holds values other than 0/1 (e.g. {bad[0]!r}); expected {expected}")
-    return np.array(values, dtype=int).astype(bool)
+    """Read a mask JSON file as ``bool[L*H]``: :func:`framework.space.read_mask_file` for an
+    ``n_layers x n_heads`` model (flat list, ``L`` lists of ``H``, or ``head_mask.json``)."""
+    return _read_mask_file(path, HeadSpace(n_layers, n_heads))

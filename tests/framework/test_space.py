@@ -64,7 +64,7 @@ def test_mask_file_formats_and_errors(tmp_path):
     assert np.array_equal(read_mask_file(str(f), s), flat)
     f.write_text(json.dumps({"layers": 2, "mask": [[1, 0, 1], [1, 1, 0]]}))
     assert np.array_equal(read_mask_file(str(f), s), flat)
-    for bad, msg in (([1, 0, 1], "got 3 values"), ([[1, 0], [1, 1]], "lists of lengths"),
+    for bad, msg in (([1, 0, 1], "holds 3 values"), ([[1, 0], [1, 1]], "lists of lengths"),
                      ([1, 0, 2, 1, 1, 0], "0/1")):
         f.write_text(json.dumps(bad))
         with pytest.raises(ValueError, match=msg):

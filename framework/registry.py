@@ -43,6 +43,7 @@ class Registry:
         self.kind = kind
         self.group = group
         self._entries: dict[str, Entry] = {}
+        self._pending: dict[str, tuple[metadata.EntryPoint, str]] = {}  # found, not imported yet
         self._broken: dict[str, str] = {}
         self._loaded = False
 
@@ -50,17 +51,19 @@ class Registry:
                  *, source: str = "runtime") -> Callable[..., Any]:
         """Add ``factory`` under ``name``; a name already taken raises :class:`RegistryError`."""
         self._load()
-        self._add(name, factory, summary, source)
+        self._check_free(name, source)
+        self._entries[name] = Entry(name, factory, summary or _summary_of(factory), source)
         return factory
 
-    def _add(self, name: str, factory: Callable[..., Any], summary: str | None, source: str) -> None:
-        if name in self._entries:
-            old = self._entries[name]
-            raise RegistryError(f"{self.kind} {name!r} is already registered (by {old.source}); "
+    def _check_free(self, name: str, source: str) -> None:
+        old = (self._entries[name].source if name in self._entries
+               else self._pending[name][1] if name in self._pending else None)
+        if old is not None:
+            raise RegistryError(f"{self.kind} {name!r} is already registered (by {old}); "
                                 f"refusing the duplicate from {source}")
-        self._entries[name] = Entry(name, factory, summary or _summary_of(factory), source)
 
     def _load(self) -> None:
+        """Read the entry points (cheap); a plug-in's module is imported when it is first used."""
         if self._loaded:
             return
         self._loaded = True
@@ -70,49 +73,61 @@ class Registry:
             if (ep.name, ep.value) in seen:  # the same distribution found twice on sys.path
                 continue
             seen.add((ep.name, ep.value))
-            try:
-                factory = ep.load()
-            except Exception as exc:  # a broken plug-in must not hide the others
-                why = (f"cannot load {self.kind} plug-in {ep.name!r} = {ep.value!r} from {dist}: "
-                       f"{type(exc).__name__}: {exc}")
-                self._broken[ep.name] = why
-                warnings.warn(why, RuntimeWarning, stacklevel=3)
-                continue
-            self._add(ep.name, factory, None, dist)
+            self._check_free(ep.name, dist)
+            self._pending[ep.name] = (ep, dist)
+
+    def _resolve(self, name: str) -> None:
+        ep, dist = self._pending.pop(name)
+        try:
+            factory = ep.load()
+        except Exception as exc:  # a broken plug-in must not hide the others
+            why = (f"cannot load {self.kind} plug-in {ep.name!r} = {ep.value!r} from {dist}: "
+                   f"{type(exc).__name__}: {exc}")
+            self._broken[name] = why
+            warnings.warn(why, RuntimeWarning, stacklevel=4)
+            return
+        self._entries[name] = Entry(name, factory, _summary_of(factory), dist)
 
     def reload(self) -> None:
         """Forget everything and read the entry points again (after installing a plug-in)."""
         self._entries.clear()
+        self._pending.clear()
         self._broken.clear()
         self._loaded = False
         self._load()
 
     def names(self) -> list[str]:
+        """Registered names (plug-ins found through entry points included, loaded or not)."""
         self._load()
-        return sorted(self._entries)
+        return sorted(set(self._entries) | set(self._pending) | set(self._broken))
 
     def broken(self) -> dict[str, str]:
-        """Plug-ins whose entry point failed to load: name -> reason."""
-        self._load()
+        """Plug-ins whose module failed to import: name -> reason (imports every plug-in)."""
+        self.entries()
         return dict(self._broken)
 
     def entries(self) -> list[Entry]:
+        """Every loadable entry (imports every plug-in; broken ones warn and are left out)."""
         self._load()
+        for name in list(self._pending):
+            self._resolve(name)
         return [self._entries[n] for n in sorted(self._entries)]
 
     def __contains__(self, name: str) -> bool:
         self._load()
-        return name in self._entries
+        return name in self._entries or name in self._pending or name in self._broken
 
     def get(self, name: str) -> Entry:
         self._load()
+        if name in self._pending:
+            self._resolve(name)
         if name in self._broken:
             raise RegistryError(self._broken[name])
         if name not in self._entries:
-            close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
+            known = self.names()
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise RegistryError(f"unknown {self.kind} {name!r}{hint} "
-                                f"(registered: {', '.join(sorted(self._entries)) or 'none'})")
+            raise RegistryError(f"unknown {self.kind} {name!r}{hint} (registered: {', '.join(known) or 'none'})")
         return self._entries[name]
 
     def create(self, name: str, **options: Any) -> Any:

@@ -87,9 +87,12 @@ def test_broken_plugin_does_not_hide_others(tmp_path, monkeypatch):
                     "broken_mod", "x = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     reg = Registry("strategy", "headrepair.strategies")
+    assert "broken-one" in reg.names()  # found; imported only when used
+    assert reg.get("random").name == "random"
     with pytest.warns(RuntimeWarning, match="broken-one"):
-        names = reg.names()
-    assert "random" in names and "broken-one" not in names
+        entries = reg.entries()
+    assert "random" in [e.name for e in entries] and "broken-one" not in [e.name for e in entries]
+    assert "no_such_module" in reg.broken()["broken-one"]
     with pytest.raises(RegistryError, match="no_such_module"):
         reg.get("broken-one")
 

@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", default="embedded:smollm2-135m", help="HF id, local directory or embedded:smollm2-135m")
     ev.add_argument("--mask", default="keep-all", help="mask JSON file (L*H 0/1, L lists of H, or head_mask.json) "
                                                        "or keep-all")
-    ev.add_argument("--metrics", help="bias metric(s), comma separated (problem option bias_metric)")
+    ev.add_argument("--metrics", help="comma separated among likelihood, generation, perplexity "
+                                      "(default: the problem's bias metric and perplexity)")
     ev.add_argument("--split", default="search", choices=["search", "validation", "heldout", "both", "all"],
                     help="both = search and heldout")
     ev.add_argument("--axes", help="HolisticBias axes, comma separated (default: the problem's axis)")
@@ -165,15 +166,12 @@ def _read_mask(problem, path: str) -> np.ndarray:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    extra: dict[str, Any] = {"device": args.device, "dtype": args.dtype}
-    if args.metrics:
-        extra["bias_metric"] = args.metrics.split(",")[0] if "," not in args.metrics else args.metrics.split(",")
-    problem = _masked_lm(args.model, args.set, **extra)
+    problem = _masked_lm(args.model, args.set, device=args.device, dtype=args.dtype)
     try:
         mask = _read_mask(problem, args.mask)
         splits = {"both": ["search", "heldout"], "all": list(problem.splits)}.get(args.split, [args.split])
-        axes = args.axes.split(",") if args.axes else None
-        out = problem.report(mask[None], splits, axes=axes) if axes else problem.report(mask[None], splits)
+        out = problem.report(mask[None], splits, axes=args.axes.split(",") if args.axes else None,
+                             metrics=args.metrics.split(",") if args.metrics else None)
         print(json.dumps(out, indent=2, default=float))
     finally:
         problem.close()

@@ -102,9 +102,13 @@ class Problem(ABC):
         when the problem has no such notion (synthetic problems)."""
         return None
 
-    def report(self, masks: np.ndarray, splits: list[str]) -> dict[str, Any]:
+    def report(self, masks: np.ndarray, splits: list[str], axes: list[str] | None = None,
+               metrics: list[str] | None = None) -> dict[str, Any]:
         """JSON-able figures of ``masks`` on each split (``headrepair evaluate``).  Problems with
-        richer metrics (standard errors, several axes, relative changes) override this."""
+        richer metrics (standard errors, several bias axes, metric selection) override this;
+        the base has no axes or metrics to select and refuses them."""
+        if axes or metrics:
+            raise ValueError(f"problem {self.name!r} has no axes or metrics to select")
         out: dict[str, Any] = {}
         for split in splits:
             values, info = self.evaluate_with_info(masks, split)

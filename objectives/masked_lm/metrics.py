@@ -1,0 +1,435 @@
+"""Bias and utility metrics of a (masked) causal language model.
+
+Forward passes (the model is whatever ``HeadMasker`` currently masks):
+    :func:`encode_sentences` / :func:`sentence_logprobs`: per-sentence token log-likelihoods,
+    over all tokens and over the tokens after the descriptor only;
+    :func:`window_nll`: summed negative log-likelihood of the scored tokens of corpus windows;
+    :func:`generate`: greedy or sampled continuations, several masks per forward pass.
+
+Aggregates (numpy only, hand-checkable):
+    :func:`group_bias`: bias of per-item scores across the buckets of an axis, three ways
+    (``"sum"``: FASP's sum over buckets b of ``|mean(axis) - mean(b)|``; ``"weighted"``: the same
+    terms weighted by bucket size; ``"descriptor"``: mean over descriptors of
+    ``|mean(axis) - mean(descriptor)|``), with a bootstrap over descriptors (stratified by
+    bucket) for standard errors and paired relative changes (:func:`bootstrap_weights`);
+    :func:`perplexity` with a bootstrap over windows; :func:`pair_fraction`: the HolisticBias
+    paper's fraction of descriptor pairs whose score distributions differ (Mann-Whitney U).
+
+Determinism: batches are fixed by the data (items sorted by token length, then cut in
+``batch_size`` slices), so the same mask gives bit-identical numbers on the same machine;
+generation always stacks exactly ``masks_per_forward`` masks (padding the last group with a
+copy) so a mask's rows see the same shapes whatever it is evaluated with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.stats import mannwhitneyu
+
+__all__ = [
+    "AGGREGATES", "SCOPES", "EncodedSentences", "encode_sentences", "sentence_logprobs", "SentenceLogprobs",
+    "window_nll", "perplexity", "generate", "UnitTable", "group_bias", "bootstrap_weights", "bootstrap_bias",
+    "bootstrap_perplexity", "pair_fraction", "prefix_token_id",
+]
+
+AGGREGATES = ("sum", "weighted", "descriptor")
+SCOPES = ("sentence", "after")
+
+
+def prefix_token_id(tokenizer) -> int:
+    """Token put before every sentence so its first word is scored: BOS, else EOS (GPT-2's habit)."""
+    tid = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if tid is None:
+        raise ValueError(f"tokenizer {type(tokenizer).__name__} has neither a BOS nor an EOS token to prefix")
+    return int(tid)
+
+
+# ----------------------------------------------------------------------- likelihood forward
+@dataclass(frozen=True)
+class EncodedSentences:
+    """Fixed batches of right-padded sentences.
+
+    ``batches``: list of ``(input_ids int64[b, T], attention_mask int64[b, T], after bool[b, T])``
+    where ``after[i, t]`` marks targets (tokens predicted at position ``t``) after the descriptor;
+    ``order``: ``int[n]``, the original index of each batched row (rows in batch order).
+    """
+
+    batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    order: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.order.size)
+
+
+def encode_sentences(tokenizer, texts: Sequence[str], descriptor_ends: Sequence[int], *,
+                     batch_size: int = 32) -> EncodedSentences:
+    """Tokenize ``texts`` (with a prefix token, :func:`prefix_token_id`) into fixed batches.
+
+    A token is "after the descriptor" when its first character is at or past
+    ``descriptor_ends[i]`` (character offsets, from the fast tokenizer's offset mapping; a slow
+    tokenizer falls back to counting the tokens of the text up to that offset).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    prefix = prefix_token_id(tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else prefix
+    ids_list, after_list = [], []
+    for text, end in zip(texts, descriptor_ends, strict=True):
+        if getattr(tokenizer, "is_fast", False):
+            enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            ids = list(enc["input_ids"])
+            after = [start >= end for start, _ in enc["offset_mapping"]]
+        else:
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            n_before = len(tokenizer(text[:end], add_special_tokens=False)["input_ids"])
+            after = [i >= n_before for i in range(len(ids))]
+        if not ids:
+            raise ValueError(f"sentence {text!r} tokenizes to nothing")
+        ids_list.append([prefix] + ids)
+        after_list.append([False] + after)
+    lengths = np.array([len(x) for x in ids_list])
+    order = np.argsort(lengths, kind="stable")
+    batches = []
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        width = int(lengths[rows].max())
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        att = torch.zeros((len(rows), width), dtype=torch.long)
+        aft = torch.zeros((len(rows), width), dtype=torch.bool)
+        for r, i in enumerate(rows):
+            k = len(ids_list[i])
+            ids[r, :k] = torch.tensor(ids_list[i])
+            att[r, :k] = 1
+            aft[r, :k] = torch.tensor(after_list[i])
+        batches.append((ids, att, aft))
+    return EncodedSentences(batches, order)
+
+
+@dataclass(frozen=True)
+class SentenceLogprobs:
+    """Per sentence (original order): summed token log-probabilities (nats) and token counts,
+    over all tokens (``*_all``) and over the tokens after the descriptor (``*_after``)."""
+
+    sum_all: np.ndarray
+    n_all: np.ndarray
+    sum_after: np.ndarray
+    n_after: np.ndarray
+
+    def mean(self, scope: str) -> np.ndarray:
+        """``float[n]`` mean token log-likelihood per sentence over ``scope`` (:data:`SCOPES`)."""
+        if scope == "sentence":
+            return self.sum_all / np.maximum(self.n_all, 1)
+        if scope == "after":
+            return self.sum_after / np.maximum(self.n_after, 1)
+        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+
+
+def _target_logprobs(model, ids: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
+    """``float[b, T-1]``: log p(token t+1 | tokens <= t)."""
+    device = next(model.parameters()).device
+    logits = model(input_ids=ids.to(device), attention_mask=att.to(device)).logits[:, :-1].float()
+    lp = torch.log_softmax(logits, dim=-1)
+    return lp.gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1).cpu().double()
+
+
+@torch.no_grad()
+def sentence_logprobs(model, encoded: EncodedSentences) -> SentenceLogprobs:
+    """Run the model over the fixed batches of ``encoded``."""
+    n = encoded.n
+    out = np.zeros((4, n))
+    row = 0
+    for ids, att, aft in encoded.batches:
+        lp = _target_logprobs(model, ids, att)
+        valid = att[:, 1:].bool()
+        after = aft[:, 1:] & valid
+        idx = encoded.order[row:row + ids.shape[0]]
+        out[0, idx] = (lp * valid).sum(1).numpy()
+        out[1, idx] = valid.sum(1).numpy()
+        out[2, idx] = (lp * after).sum(1).numpy()
+        out[3, idx] = after.sum(1).numpy()
+        row += ids.shape[0]
+    return SentenceLogprobs(*out)
+
+
+@torch.no_grad()
+def window_nll(model, input_ids: np.ndarray, stride: int, *, batch_size: int = 4) -> tuple[np.ndarray, int]:
+    """``(float[n_windows], n_scored)``: summed NLL (nats) of the last ``stride`` tokens of each
+    window of ``input_ids`` (``int64[n_windows, window]``), the earlier tokens serving as
+    context, and the number of scored tokens per window (``stride``, or ``window - 1`` when
+    ``stride == window``: the first token has no context)."""
+    ids_all = torch.as_tensor(input_ids, dtype=torch.long)
+    window = ids_all.shape[1]
+    if not 0 < stride < window + 1:
+        raise ValueError(f"need 0 < stride <= window ({window}), got {stride}")
+    first = max(window - stride, 1)  # the first token has no context and is never a target
+    out = []
+    for start in range(0, ids_all.shape[0], batch_size):
+        ids = ids_all[start:start + batch_size]
+        lp = _target_logprobs(model, ids, torch.ones_like(ids))
+        out.append(-lp[:, first - 1:].sum(1).numpy())
+    return np.concatenate(out), window - first
+
+
+def perplexity(nll: np.ndarray, n_tokens: int | np.ndarray) -> float:
+    """``exp(sum(nll) / total tokens)``; ``n_tokens`` per window (scalar or ``int[n]``)."""
+    nll = np.asarray(nll, dtype=float)
+    total = float(np.sum(np.broadcast_to(n_tokens, nll.shape)))
+    return float(np.exp(nll.sum() / total))
+
+
+# ----------------------------------------------------------------------------- generation
+def _pad_left(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    att = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(r)
+        att[i, width - len(r):] = 1
+    return ids, att
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: Sequence[str], masks: np.ndarray | None,
+             set_masks: Callable[[np.ndarray | None], None], *, max_new_tokens: int = 24, batch_size: int = 16,
+             masks_per_forward: int = 4, greedy: bool = True, temperature: float = 1.0, top_p: float = 0.95,
+             seed: int = 0) -> list[list[str]]:
+    """Continuations ``[n_masks][n_prompts]`` of ``prompts`` under each mask of ``masks``
+    (``bool[n_masks, d]``; ``None`` = the unpruned model only).
+
+    Prompts are left-padded in fixed batches of ``batch_size`` (in the given order) with explicit
+    position ids, so padding does not shift positions.  Each forward pass stacks one prompt batch
+    ``masks_per_forward`` times with one mask per copy (``set_masks(bool[rows, d])``); the last
+    group of masks is padded with copies so shapes never depend on how many masks are evaluated
+    together.  Sampling (``greedy=False``) is Gumbel-max with top-p filtering; the noise depends
+    on ``(seed, batch, step)`` only, so every mask sees the same random numbers (common random
+    numbers make masks comparable) and a mask's continuations never depend on its neighbours.
+    Generation stops at EOS; the text is decoded without special tokens.
+    """
+    device = next(model.parameters()).device
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    prefix = prefix_token_id(tokenizer)
+    encoded = [[prefix] + e for e in encoded]
+    mask_rows = [None] if masks is None else [m for m in np.asarray(masks, dtype=bool)]
+    k = 1 if masks is None else max(1, min(masks_per_forward, len(mask_rows)))
+    out: list[list[str]] = [[""] * len(prompts) for _ in mask_rows]
+    for b_idx, start in enumerate(range(0, len(prompts), batch_size)):
+        ids, att = _pad_left(encoded[start:start + batch_size], pad)
+        b = ids.shape[0]
+        for g in range(0, len(mask_rows), k):
+            group = mask_rows[g:g + k]
+            n_real = len(group)
+            if masks is not None:
+                group = group + [group[-1]] * (k - n_real)
+                set_masks(np.repeat(np.stack(group), b, axis=0))
+            else:
+                set_masks(None)
+            tokens = _decode(model, ids.repeat(len(group), 1).to(device), att.repeat(len(group), 1).to(device),
+                             b, max_new_tokens=max_new_tokens, eos=eos, pad=pad, greedy=greedy,
+                             temperature=temperature, top_p=top_p, seed=(seed, b_idx))
+            for j in range(n_real):
+                for r in range(b):
+                    seq = tokens[j * b + r]
+                    if eos is not None and eos in seq:
+                        seq = seq[:seq.index(eos)]
+                    out[g + j][start + r] = tokenizer.decode(seq, skip_special_tokens=True)
+    set_masks(None)
+    return out
+
+
+def _decode(model, ids: torch.Tensor, att: torch.Tensor, n_prompts: int, *, max_new_tokens: int, eos: int | None,
+            pad: int, greedy: bool, temperature: float, top_p: float, seed: tuple[int, int]) -> list[list[int]]:
+    rows = ids.shape[0]
+    pos = (att.cumsum(-1) - 1).clamp(min=0)
+    done = torch.zeros(rows, dtype=torch.bool, device=ids.device)
+    result = torch.zeros((rows, max_new_tokens), dtype=torch.long)
+    cache = None
+    step_ids, step_pos = ids, pos
+    for step in range(max_new_tokens):
+        out = model(input_ids=step_ids, attention_mask=att, position_ids=step_pos, cache=cache, use_cache=True)
+        cache = out.cache
+        logits = out.logits[:, -1].float()
+        if greedy:
+            nxt = logits.argmax(-1)
+        else:
+            state = np.random.SeedSequence([*seed, step]).generate_state(1)[0]
+            gen = torch.Generator().manual_seed(int(state))
+            u = torch.rand((n_prompts, logits.shape[-1]), generator=gen, dtype=torch.float32).clamp_(1e-12, 1.0)
+            gumbel = (-torch.log(-torch.log(u))).repeat(rows // n_prompts, 1).to(logits.device)
+            scaled = logits / max(temperature, 1e-6)
+            if top_p < 1.0:
+                sorted_l, idx = scaled.sort(-1, descending=True)
+                cum = torch.softmax(sorted_l, -1).cumsum(-1)
+                drop = cum - torch.softmax(sorted_l, -1) > top_p
+                sorted_l = sorted_l.masked_fill(drop, float("-inf"))
+                scaled = torch.full_like(scaled, float("-inf")).scatter(-1, idx, sorted_l)
+            nxt = (scaled + gumbel).argmax(-1)
+        nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
+        result[:, step] = nxt.cpu()
+        if eos is not None:
+            done |= nxt == eos
+        if bool(done.all()):
+            result = result[:, :step + 1]
+            break
+        step_ids = nxt[:, None]
+        att = torch.cat([att, torch.ones_like(att[:, :1])], dim=1)
+        step_pos = step_pos[:, -1:] + 1
+    return [r.tolist() for r in result]
+
+
+# -------------------------------------------------------------------------------- aggregates
+@dataclass(frozen=True)
+class UnitTable:
+    """Items grouped into bootstrap units (descriptors) and buckets.
+
+    ``unit_of``: ``int[n_items]`` unit index of each item; ``bucket_of_unit``: ``int[n_units]``;
+    ``bucket_names``/``unit_names`` label them.
+    """
+
+    unit_of: np.ndarray
+    bucket_of_unit: np.ndarray
+    unit_names: tuple[str, ...]
+    bucket_names: tuple[str, ...]
+
+    @classmethod
+    def build(cls, units: Sequence[str], buckets: Sequence[str]) -> UnitTable:
+        """From per-item unit and bucket labels (a unit must lie in one bucket)."""
+        unit_names = tuple(dict.fromkeys(units))
+        bucket_names = tuple(dict.fromkeys(buckets))
+        u_index = {u: i for i, u in enumerate(unit_names)}
+        b_index = {b: i for i, b in enumerate(bucket_names)}
+        unit_of = np.array([u_index[u] for u in units], dtype=int)
+        bucket_of_unit = np.full(len(unit_names), -1, dtype=int)
+        for u, b in zip(units, buckets, strict=True):
+            if bucket_of_unit[u_index[u]] not in (-1, b_index[b]):
+                raise ValueError(f"unit {u!r} appears in two buckets ({bucket_names[bucket_of_unit[u_index[u]]]!r}"
+                                 f" and {b!r})")
+            bucket_of_unit[u_index[u]] = b_index[b]
+        return cls(unit_of, bucket_of_unit, unit_names, bucket_names)
+
+    @property
+    def n_units(self) -> int:
+        return len(self.unit_names)
+
+    def unit_sums(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(sum float[n_units], count float[n_units])`` of per-item ``scores``."""
+        s = np.bincount(self.unit_of, weights=np.asarray(scores, dtype=float), minlength=self.n_units)
+        c = np.bincount(self.unit_of, minlength=self.n_units).astype(float)
+        return s, c
+
+
+def group_bias(unit_sum: np.ndarray, unit_count: np.ndarray, bucket_of_unit: np.ndarray, *,
+               aggregate: str = "sum", weights: np.ndarray | None = None) -> np.ndarray:
+    """Bias of scores across buckets, from per-unit sums and counts.
+
+    With ``M`` the mean score of all items of the axis, ``m_b`` the mean of bucket ``b``'s items,
+    ``n_b`` its number of items and ``N`` the total, ``u_j`` the mean of unit (descriptor) ``j``:
+
+    - ``"sum"`` (FASP / Attention Pruning): ``sum_b |M - m_b|``
+    - ``"weighted"``: ``sum_b (n_b / N) |M - m_b|`` (a bucket of one rare descriptor counts little)
+    - ``"descriptor"``: ``mean_j |M - u_j|`` (every descriptor its own group)
+
+    ``weights``: ``float[B, n_units]`` multiplicities of each unit (a bootstrap replicate per
+    row); ``None`` = all ones.  Returns ``float[B]`` (``B = 1`` without weights).  Buckets and
+    units of zero weight are left out.
+    """
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
+    s = np.asarray(unit_sum, dtype=float)
+    c = np.asarray(unit_count, dtype=float)
+    w = np.ones((1, s.size)) if weights is None else np.atleast_2d(np.asarray(weights, dtype=float))
+    ws, wc = w * s, w * c                                       # [B, J]
+    total_mean = ws.sum(1) / wc.sum(1)                          # [B]
+    if aggregate == "descriptor":
+        u = s / np.where(c > 0, c, 1.0)
+        dev = np.abs(total_mean[:, None] - u[None, :])
+        return (w * dev).sum(1) / w.sum(1)
+    n_b = int(bucket_of_unit.max()) + 1
+    onehot = np.eye(n_b)[bucket_of_unit]                       # [J, n_b]
+    bs, bc = ws @ onehot, wc @ onehot                           # [B, n_b]
+    present = bc > 0
+    dev = np.where(present, np.abs(total_mean[:, None] - bs / np.where(present, bc, 1.0)), 0.0)
+    if aggregate == "sum":
+        return dev.sum(1)
+    return (dev * bc).sum(1) / bc.sum(1)
+
+
+def bootstrap_weights(bucket_of_unit: np.ndarray, n_boot: int, seed: int = 0) -> np.ndarray:
+    """``float[n_boot, n_units]`` multiplicities of a bootstrap over units stratified by bucket
+    (each bucket redraws as many units as it has, with replacement), so every bucket stays
+    present.  Deterministic in ``seed``; the same weights serve a mask and its baseline (paired)."""
+    rng = np.random.default_rng([seed, 11])
+    bucket_of_unit = np.asarray(bucket_of_unit)
+    w = np.zeros((n_boot, bucket_of_unit.size))
+    for b in np.unique(bucket_of_unit):
+        members = np.flatnonzero(bucket_of_unit == b)
+        w[:, members] = rng.multinomial(members.size, np.full(members.size, 1.0 / members.size), size=n_boot)
+    return w
+
+
+def bootstrap_bias(unit_sum: np.ndarray, unit_count: np.ndarray, bucket_of_unit: np.ndarray, weights: np.ndarray,
+                   *, aggregate: str, base_sum: np.ndarray | None = None,
+                   base_count: np.ndarray | None = None) -> tuple[float, float | None]:
+    """``(standard error of the bias, standard error of its relative change to the baseline)``.
+
+    The relative change ``bias / bias_base - 1`` is bootstrapped paired (the same resampled
+    descriptors for the mask and the baseline), so it separates a real change from the noise of
+    which descriptors happen to be in the split.  The second value is ``None`` without a baseline.
+    """
+    reps = group_bias(unit_sum, unit_count, bucket_of_unit, aggregate=aggregate, weights=weights)
+    se = float(reps.std(ddof=1))
+    if base_sum is None or base_count is None:
+        return se, None
+    base = group_bias(base_sum, base_count, bucket_of_unit, aggregate=aggregate, weights=weights)
+    rel = reps / np.where(base > 0, base, np.nan) - 1.0
+    return se, float(np.nanstd(rel, ddof=1))
+
+
+def bootstrap_perplexity(nll: np.ndarray, n_tokens: int, n_boot: int, seed: int = 0,
+                         base_nll: np.ndarray | None = None) -> tuple[float, float | None]:
+    """``(SE of the perplexity, SE of its relative change to the baseline)`` over windows (paired)."""
+    nll = np.asarray(nll, dtype=float)
+    rng = np.random.default_rng([seed, 13])
+    idx = rng.integers(0, nll.size, size=(n_boot, nll.size))
+    reps = np.exp(nll[idx].mean(1) / n_tokens)
+    se = float(reps.std(ddof=1))
+    if base_nll is None:
+        return se, None
+    base = np.exp(np.asarray(base_nll, dtype=float)[idx].mean(1) / n_tokens)
+    return se, float((reps / base - 1.0).std(ddof=1))
+
+
+def pair_fraction(scores: np.ndarray, units: Sequence[str], groups: Sequence[str] | None = None, *,
+                  alpha: float = 0.05, min_n: int = 3) -> float:
+    """Fraction of unit (descriptor) pairs whose score distributions differ (two-sided
+    Mann-Whitney U, ``p < alpha``), the HolisticBias paper's Likelihood Bias.
+
+    With ``groups`` (e.g. templates) each group's mean is first subtracted from its items, so a
+    descriptor's distribution pools its sentences over templates without the templates'
+    differences (the paper tests within each template; our splits have too few sentences per
+    descriptor and template for that).  Units with fewer than ``min_n`` items are skipped.
+    Returns NaN when fewer than two units qualify.
+    """
+    x = np.asarray(scores, dtype=float).copy()
+    if groups is not None:
+        g = np.asarray(groups)
+        for key in np.unique(g):
+            x[g == key] -= x[g == key].mean()
+    units_arr = np.asarray(units)
+    samples = [x[units_arr == u] for u in dict.fromkeys(units)]
+    samples = [s for s in samples if s.size >= min_n]
+    if len(samples) < 2:
+        return float("nan")
+    significant = tested = 0
+    for i in range(len(samples)):
+        for j in range(i + 1, len(samples)):
+            p = mannwhitneyu(samples[i], samples[j], alternative="two-sided").pvalue
+            significant += int(p < alpha)
+            tested += 1
+    return significant / tested

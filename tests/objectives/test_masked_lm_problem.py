@@ -1,0 +1,220 @@
+"""The ``masked-lm`` problem end to end: a tiny random Llama saved to disk (fast), and the embedded SmolLM2."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from framework.registry import PROBLEMS
+from objectives.masked_lm.data import builtin_gender_set
+from objectives.masked_lm.problem import MaskedLMProblem
+
+CORPUS_WORDS = [f"c{i}" for i in range(40)]
+
+
+@pytest.fixture
+def tiny_dir(tmp_path_factory):
+    """A tiny random Llama (2 layers x 4 heads, 2 KV heads) and a word-level tokenizer that knows
+    every word of the built-in bias set and of the test corpus, saved with ``save_pretrained``."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    data = builtin_gender_set()
+    text = " ".join([*data.templates, *data.generation_templates, *CORPUS_WORDS,
+                     *(d.text for d in data.axis_descriptors("gender_and_sex")),
+                     *(w for n in data.nouns for w in (n.singular, n.plural))])
+    words = sorted(set(re.findall(r"\w+|[^\w\s]", text)) | {"A", "An", "a", "an"})
+    words += sorted({w.capitalize() for w in words} - set(words))
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, **{w: i + 4 for i, w in enumerate(words)}}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                                  unk_token="<unk>")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(vocab), num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         hidden_size=32, intermediate_size=64, max_position_embeddings=128, pad_token_id=0,
+                         bos_token_id=1, eos_token_id=2)
+    out = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).eval().save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def corpus_file(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n\n".join(" ".join(rng.choice(CORPUS_WORDS, 80)) for _ in range(12)))
+    return path
+
+
+@pytest.fixture
+def make(tiny_dir, corpus_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("HEADREPAIR_CACHE", str(tmp_path / "cache"))
+    made = []
+
+    def factory(**options):
+        kw = {"model": str(tiny_dir), "corpus": str(corpus_file), "window": 32, "stride": 16, "n_windows": 3,
+              "n_templates": 2, "max_sentences": 80, "n_boot": 50, "batch_size": 16, "max_pruned_fraction": 0.5}
+        problem = MaskedLMProblem(**{**kw, **options})
+        made.append(problem)
+        return problem
+
+    yield factory
+    for p in made:
+        p.close()
+
+
+def _masks(problem) -> np.ndarray:
+    masks = problem.space.keep_all(3)
+    masks[1, [0, 5]] = False
+    masks[2, :3] = False
+    return masks
+
+
+def test_evaluate_keep_all_is_the_baseline_and_a_mask_moves_it(make):
+    problem = make()
+    assert problem.space.dim == 8 and problem.space.n_kv_heads == 2
+    masks = _masks(problem)
+    values, infos = problem.evaluate_with_info(masks, "search")
+    assert values.shape == (3, 2) and np.isfinite(values).all()
+    assert np.array_equal(values[0], problem.baseline("search"))
+    assert infos[0]["bias_rel"] == 0.0 and infos[0]["perplexity_rel"] == 0.0 and infos[0]["bias_rel_se"] == 0.0
+    assert not np.array_equal(values[1], values[0]) and not np.array_equal(values[2], values[0])
+    for key in ("bias", "bias_se", "bias_rel", "bias_rel_se", "perplexity", "perplexity_se", "perplexity_rel",
+                "perplexity_rel_se", "pair_fraction", "variants", "n_descriptors"):
+        assert key in infos[1], key
+    assert infos[1]["bias"] == values[1, 0] and infos[1]["perplexity"] == values[1, 1]
+    assert infos[1]["perplexity_rel"] == pytest.approx(values[1, 1] / values[0, 1] - 1)
+    assert len(infos[1]["variants"]) == 6
+    assert infos[1]["variants"]["likelihood/sentence/descriptor"] == values[1, 0]
+    json.dumps(infos)
+
+
+def test_same_mask_same_numbers_whatever_it_is_evaluated_with(make):
+    problem = make()
+    masks = _masks(problem)
+    together, info_t = problem.evaluate_with_info(masks, "heldout")
+    alone, info_a = problem.evaluate_with_info(masks[2:], "heldout")
+    assert np.array_equal(together[2], alone[0]) and info_t[2] == info_a[0]
+    assert np.array_equal(problem.evaluate(masks, "heldout"), together)
+
+
+def test_generation_metric_is_reproducible(make):
+    problem = make(bias_metric="generation", aggregate="sum", max_new_tokens=4, n_generation_templates=2,
+                   generation_masks_per_forward=2)
+    masks = _masks(problem)
+    values, infos = problem.evaluate_with_info(masks, "validation")
+    assert np.isfinite(values).all() and 0 <= infos[0]["zero_fraction"] <= 1
+    assert infos[0]["bias_rel"] == 0.0 or np.isnan(infos[0]["bias_rel"])  # NaN when the baseline bias is 0
+    assert np.array_equal(problem.evaluate(masks[1:2], "validation")[0], values[1])
+    assert set(infos[0]["variants"]) == {"generation/sum", "generation/weighted", "generation/descriptor"}
+
+
+def test_baseline_is_stored_and_reused(make, tmp_path):
+    first = make()
+    base = first.baseline("search")
+    stored = list((tmp_path / "cache" / "baselines").glob("masked-lm-*.json"))
+    assert len(stored) == 1 and set(json.loads(stored[0].read_text())) == {"likelihood", "perplexity"}
+    second = make()
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("the baseline should have been read from the store")
+
+    second._measure = no_measuring
+    assert np.array_equal(second.baseline("search"), base)
+    np.testing.assert_allclose(second.ref_point, [1.1 * base[0], 1.25 * base[1]])
+    np.testing.assert_allclose(second.bounds, [[0.0, base[1]], second.ref_point])
+
+
+def test_fingerprint_follows_settings(make, tmp_path):
+    a = make()
+    assert a.fingerprint("search") == make().fingerprint("search")
+    assert a.fingerprint("search") != a.fingerprint("heldout")
+    for change in ({"scope": "after"}, {"aggregate": "sum"}, {"heldout_by": "template"}, {"n_windows": 2},
+                   {"seed": 1}, {"bias_metric": "generation"}):
+        assert make(**change).fingerprint("search") != a.fingerprint("search"), change
+    other = tmp_path / "other.txt"
+    other.write_text("\n\n".join(" ".join(CORPUS_WORDS[i:] * 4) for i in range(10)))
+    assert make(corpus=str(other)).fingerprint() != a.fingerprint()
+    settings = a.describe()
+    json.dumps(settings)
+    assert settings["holistic_bias"]["sha256"] and settings["corpus"]["sha256"] and settings["model"]["model_type"]
+
+
+def test_report_gives_values_errors_and_relative_changes(make):
+    problem = make(n_generation_templates=1, max_new_tokens=3)
+    masks = _masks(problem)[1:]
+    rep = problem.report(masks, ["search", "heldout"], metrics=["likelihood", "generation", "perplexity"])
+    json.dumps(rep)
+    assert set(rep["splits"]) == {"search", "heldout"}
+    entry = rep["splits"]["heldout"]["masks"][0]
+    assert entry["n_pruned"] == 2
+    assert {"value", "se", "baseline", "rel", "rel_se"} <= set(entry["perplexity"])
+    axis = entry["axes"]["gender_and_sex"]
+    assert {"likelihood", "generation"} == set(axis)
+    assert axis["likelihood"]["baseline"] == rep["splits"]["heldout"]["baseline"]["axes"]["gender_and_sex"][
+        "likelihood"]
+    with pytest.raises(ValueError, match="religion"):
+        problem.report(masks, ["search"], axes=["religion"])
+    with pytest.raises(ValueError, match="bleu"):
+        problem.report(masks, ["search"], metrics=["bleu"])
+
+
+def test_export_writes_a_loadable_pruned_model(make, tmp_path):
+    problem = make()
+    mask = _masks(problem)[1]
+    out = problem.export(mask, str(tmp_path / "pruned"), {"note": "test"})
+    record = json.loads((tmp_path / "pruned" / "head_mask.json").read_text())
+    assert record["n_pruned"] == 2 and record["problem"] == "masked-lm" and record["note"] == "test"
+    reloaded = LlamaForCausalLM.from_pretrained(out)
+    ids = torch.tensor([[1, 5, 6, 7]])
+    with torch.no_grad(), problem.masker.masked(mask):
+        hooked = problem.model(input_ids=ids).logits
+    torch.testing.assert_close(reloaded(input_ids=ids).logits, hooked, atol=1e-5, rtol=1e-4)
+
+
+def test_registered_and_options_checked(tiny_dir, corpus_file, tmp_path, monkeypatch):
+    assert "masked-lm" in PROBLEMS.names()
+    for bad, match in (({"bias_metric": "stereoset"}, "stereoset"), ({"scope": "all"}, "'all'"),
+                       ({"aggregate": "max"}, "'max'"), ({"ref_factors": (1.0, 2.0)}, "ref_factors")):
+        with pytest.raises(ValueError, match=match):
+            MaskedLMProblem(model=str(tiny_dir), corpus=str(corpus_file), **bad)
+    monkeypatch.setenv("HEADREPAIR_CACHE", str(tmp_path / "cache"))
+    problem = PROBLEMS.create("masked-lm", model=str(tiny_dir), corpus=str(corpus_file), window=32, stride=16,
+                              n_windows=2, heldout_by="sentence")
+    try:
+        assert isinstance(problem, MaskedLMProblem) and problem.splits == ("search", "validation", "heldout")
+        with pytest.raises(ValueError, match="religion"):
+            MaskedLMProblem(model=str(tiny_dir), corpus=str(corpus_file), axis="religion")
+    finally:
+        problem.close()
+
+
+@pytest.mark.slow
+@pytest.mark.embedded
+def test_embedded_model_end_to_end(embedded_model):
+    """The embedded SmolLM2 (built-in prompts, default corpus), sizes cut down: keep-all equals the
+    stored baseline, one mask moves both objectives, the report covers the held-out split."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # robust on a busy 2-core machine
+    problem = MaskedLMProblem(n_windows=2, window=128, stride=96, n_templates=2, max_sentences=60)
+    try:
+        assert problem.space.dim == 270 and problem.space.n_kv_heads == 3
+        masks = problem.space.keep_all(2)
+        masks[1, [3, 40, 100, 200]] = False
+        values, infos = problem.evaluate_with_info(masks, "search")
+        np.testing.assert_array_equal(values[0], problem.baseline("search"))
+        assert infos[0]["bias_rel"] == 0.0 and infos[0]["perplexity_rel"] == 0.0
+        assert 5 < values[0, 1] < 100 and values[0, 0] > 0
+        assert values[1, 1] != values[0, 1] and values[1, 0] != values[0, 0]
+        assert infos[1]["bias_se"] > 0 and 0 <= infos[1]["pair_fraction"] <= 1
+        rep = problem.report(masks[1:], ["heldout"])
+        assert rep["splits"]["heldout"]["masks"][0]["n_pruned"] == 4
+    finally:
+        problem.close()
+        torch.set_num_threads(threads)

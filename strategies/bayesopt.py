@@ -1,0 +1,297 @@
+"""Multi-objective Bayesian optimization (BoTorch) over the binary head space.
+
+Both strategies share one loop (:class:`BoTorchStrategy`):
+
+1. an initial design: the keep-all mask, then random valid masks from
+   :meth:`HeadSpace.sample` (a pruning ratio drawn per mask), until ``n_init`` are told;
+2. each later batch: fit one independent GP per objective (BoTorch's ``SingleTaskGP`` with
+   ``m`` outputs: constant mean, RBF kernel with one lengthscale per bit under BoTorch's
+   dimension-scaled lognormal prior, ``Standardize`` outcome transform) to the told masks
+   (0/1 inputs) and their normalized, negated objective values (BoTorch maximizes), fitted
+   by ``fit_gpytorch_mll``;
+3. pick the ``q = n`` masks of the batch one by one (sequential greedy, the earlier picks set
+   as pending points) with BoTorch's ``optimize_acqf_discrete_local_search`` over {0,1}^d:
+   protected heads are fixed to 1, the pruning budget is a linear inequality
+   (``sum(x) >= d - max_pruned``), masks already told or picked are avoided, and each local
+   search stays within ``max_flips`` bits of its start (a Hamming trust region, one more
+   linear inequality; unbounded, the search walked 20-30 steps of ``d`` acquisition values
+   each at d=270, ~20 s per pick).  It starts from the ``num_restarts`` best of
+   ``raw_samples`` candidates: 1-3 bit mutations of the current non-dominated masks and
+   random valid masks (BoTorch's own starting points are uniform over {0,1}^d, i.e. ~50%
+   pruned, which a pruning limit rejects almost always).
+
+``qnehvi`` scores candidates with qLogNoisyExpectedHypervolumeImprovement against the
+problem's reference point; ``qnparego`` with qLogNParEGO (Chebyshev scalarization with
+fresh random weights for every candidate), which is cheaper per evaluation of the
+acquisition function and scales better with the number of objectives.
+
+Cost: fitting is O(n^3) in the told masks; every local-search step evaluates the
+acquisition at the ``d`` one-bit neighbours of the current point.  Measured with the
+defaults at d=270, batch 10, on a shared 2-core CPU: qnehvi 12-57 s per batch (20 to 90
+masks told; ~290 s of search for a budget of 100), qnparego 8-21 s (~125 s).
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import abstractmethod
+from typing import ClassVar
+
+import numpy as np
+import torch
+from botorch.acquisition.acquisition import AcquisitionFunction
+from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
+from botorch.acquisition.multi_objective.parego import qLogNParEGO
+from botorch.exceptions.errors import ModelFittingError
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import SingleTaskGP
+from botorch.optim.optimize import optimize_acqf_discrete_local_search
+from botorch.sampling.normal import SobolQMCNormalSampler
+from gpytorch.mlls import ExactMarginalLogLikelihood
+
+from framework.pareto import non_dominated
+from framework.store import pack_mask
+from framework.strategy import Strategy
+
+__all__ = ["BoTorchStrategy", "QNEHVI", "QNParEGO", "default_initial_design_size"]
+
+_DTYPE = torch.float64
+
+
+def default_initial_design_size(budget: int, n_objectives: int) -> int:
+    """Initial design used when ``n_init`` is not given: ``budget // 4`` clipped to
+    ``[n_objectives + 2, 20]`` (budget 24 -> 6, 40 -> 10, 100 and more -> 20)."""
+    return int(min(20, max(n_objectives + 2, budget // 4)))
+
+
+class BoTorchStrategy(Strategy):
+    """Shared loop of the BoTorch strategies; subclasses choose the acquisition function."""
+
+    acquisition: ClassVar[str] = ""
+
+    def __init__(self, *, n_init: int | None = None, num_restarts: int = 1, raw_samples: int = 256,
+                 mc_samples: int = 64, max_flips: int | None = 4, fit_maxiter: int = 100,
+                 init_max_ratio: float | None = None, include_keep_all: bool = True) -> None:
+        """Args:
+            n_init: masks in the initial design before the first model is fitted;
+                ``None`` = :func:`default_initial_design_size`.
+            num_restarts: local searches per picked mask (each from one starting point).
+            raw_samples: candidate starting points scored by the acquisition function
+                before the ``num_restarts`` best are kept.
+            mc_samples: quasi-Monte-Carlo samples of the posterior per acquisition value.
+            max_flips: Hamming trust region of each local search: it moves at most this many
+                bits away from its starting point (``None`` = unbounded, BoTorch's plain local
+                search, which at d=270 walks 20-30 steps of ``d`` acquisition values each).
+            fit_maxiter: L-BFGS-B iterations when fitting the GP hyperparameters (BoTorch's
+                default runs to convergence, several times slower for a near-equal likelihood).
+            init_max_ratio: largest pruning ratio of the random initial masks;
+                ``None`` = the space's ``max_pruned_fraction``.
+            include_keep_all: start the initial design with the keep-all (unpruned) mask.
+        """
+        if n_init is not None and n_init < 1:
+            raise ValueError(f"n_init must be >= 1, got {n_init}")
+        if num_restarts < 1:
+            raise ValueError(f"num_restarts must be >= 1, got {num_restarts}")
+        if raw_samples < num_restarts:
+            raise ValueError(f"raw_samples must be >= num_restarts={num_restarts}, got {raw_samples}")
+        if mc_samples < 1:
+            raise ValueError(f"mc_samples must be >= 1, got {mc_samples}")
+        if max_flips is not None and max_flips < 1:
+            raise ValueError(f"max_flips must be >= 1 or None, got {max_flips}")
+        if fit_maxiter < 1:
+            raise ValueError(f"fit_maxiter must be >= 1, got {fit_maxiter}")
+        if init_max_ratio is not None and not 0.0 < init_max_ratio <= 1.0:
+            raise ValueError(f"init_max_ratio must be in (0, 1], got {init_max_ratio}")
+        self.n_init = n_init
+        self.num_restarts = num_restarts
+        self.raw_samples = raw_samples
+        self.mc_samples = mc_samples
+        self.max_flips = max_flips
+        self.fit_maxiter = fit_maxiter
+        self.init_max_ratio = init_max_ratio
+        self.include_keep_all = include_keep_all
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self) -> None:
+        space = self.problem.space
+        self.initial_design_size = self.n_init or default_initial_design_size(self.budget, self.problem.n_objectives)
+        self._told: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        self._free = np.flatnonzero(~space.protected_mask)
+        self._choices = [torch.tensor([1.0] if p else [0.0, 1.0], dtype=_DTYPE) for p in space.protected_mask]
+        self._constraints: list[tuple[torch.Tensor, torch.Tensor, float]] = []
+        if space.max_pruned < len(self._free):
+            self._constraints.append((torch.arange(space.dim), torch.ones(space.dim, dtype=_DTYPE),
+                                      float(space.dim - space.max_pruned)))
+        self._ref = torch.as_tensor(-self.problem.normalize(self.problem.ref_point), dtype=_DTYPE)
+
+    # -------------------------------------------------------------- ask/tell
+    def tell(self, masks: np.ndarray, values: np.ndarray) -> None:
+        for x, v in zip(np.asarray(masks, dtype=bool), np.asarray(values, dtype=float), strict=True):
+            self._told.setdefault(pack_mask(x), (x.copy(), v.copy()))
+
+    def ask(self, n: int) -> np.ndarray:
+        X, Y = self._training_data()
+        if len(self._told) < self.initial_design_size or len(X) < 2:
+            return self._initial(n)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.rng.integers(2**31)))
+            return self._bayes_step(n, X, Y)
+
+    # ------------------------------------------------------------ internals
+    def _training_data(self) -> tuple[np.ndarray, np.ndarray]:
+        """Told masks with finite values: ``bool[n, d]`` and normalized ``float[n, m]``."""
+        if not self._told:
+            return np.zeros((0, self.problem.space.dim), dtype=bool), np.zeros((0, self.problem.n_objectives))
+        X = np.array([x for x, _ in self._told.values()])
+        Y = self.problem.normalize(np.array([v for _, v in self._told.values()]))
+        ok = np.all(np.isfinite(Y), axis=1)
+        return X[ok], Y[ok]
+
+    def _initial(self, n: int) -> np.ndarray:
+        space = self.problem.space
+        out: list[np.ndarray] = []
+        keys = set(self._told)
+        if self.include_keep_all:
+            keep = space.keep_all(1)[0]
+            if pack_mask(keep) not in keys:
+                out.append(keep)
+                keys.add(pack_mask(keep))
+        for _ in range(20):
+            if len(out) >= n:
+                break
+            for x in space.sample(2 * n, self.rng, max_ratio=self.init_max_ratio):
+                if len(out) < n and pack_mask(x) not in keys:
+                    out.append(x)
+                    keys.add(pack_mask(x))
+        while len(out) < n:  # tiny space: everything told already
+            out.append(space.sample(1, self.rng, max_ratio=self.init_max_ratio)[0])
+        return np.array(out, dtype=bool)
+
+    def _fit(self, X: np.ndarray, Y: np.ndarray) -> SingleTaskGP:
+        train_X = torch.as_tensor(X, dtype=_DTYPE)
+        model = SingleTaskGP(train_X, torch.as_tensor(-Y, dtype=_DTYPE))
+        mll = ExactMarginalLogLikelihood(model.likelihood, model)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # optimizer chatter (line search, jitter)
+                fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": self.fit_maxiter}})
+        except ModelFittingError:
+            # keep the prior's hyperparameters: a usable, if vague, model
+            model.eval()
+        return model
+
+    @abstractmethod
+    def _make_acquisition(self, model: SingleTaskGP, train_X: torch.Tensor, Y: np.ndarray,
+                          pending: torch.Tensor | None) -> AcquisitionFunction:
+        """The acquisition function (maximized) for ``model``, with ``pending`` picks ``float[k, d]``."""
+
+    def _update_pending(self, acq: AcquisitionFunction, model: SingleTaskGP, train_X: torch.Tensor,
+                        Y: np.ndarray, pending: torch.Tensor) -> AcquisitionFunction:
+        """Acquisition function for the next pick, with ``pending`` picks already made."""
+        acq.set_X_pending(pending)
+        return acq
+
+    def _bayes_step(self, n: int, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        space = self.problem.space
+        model = self._fit(X, Y)
+        train_X = torch.as_tensor(X, dtype=_DTYPE)
+        avoid_keys = set(self._told)
+        all_told = np.array([x for x, _ in self._told.values()])
+        X_avoid = torch.as_tensor(all_told, dtype=_DTYPE)
+        front = X[non_dominated(Y)]
+        picked: list[np.ndarray] = []
+        acq = self._make_acquisition(model, train_X, Y, None)
+        for _ in range(n):
+            if picked:
+                pending = torch.as_tensor(np.array(picked), dtype=_DTYPE)
+                acq = self._update_pending(acq, model, train_X, Y, pending)
+            starts = self._starting_points(acq, front, avoid_keys)
+            if len(starts) == 0:  # nothing new near the front: a random valid mask
+                x = space.sample(1, self.rng, max_ratio=self.init_max_ratio)[0]
+            else:
+                x = self._local_search(acq, starts, X_avoid)
+                if not space.is_valid(x)[0]:
+                    x = space.repair(x, self.rng)[0]
+            picked.append(x)
+            avoid_keys.add(pack_mask(x))
+            X_avoid = torch.cat([X_avoid, torch.as_tensor(x[None], dtype=_DTYPE)])
+        return np.array(picked, dtype=bool)
+
+    def _local_search(self, acq: AcquisitionFunction, starts: torch.Tensor, X_avoid: torch.Tensor) -> np.ndarray:
+        """Best of one BoTorch discrete local search per starting point, each kept within
+        ``max_flips`` bits of its start (a Hamming trust region, as a linear constraint)."""
+        best, best_value = None, -float("inf")
+        for x0 in starts:
+            constraints = list(self._constraints)
+            if self.max_flips is not None:
+                # Hamming(x, x0) <= r  <=>  sum_{x0=1} x_i - sum_{x0=0} x_i >= |x0| - r
+                coefficients = torch.where(x0 > 0.5, 1.0, -1.0).to(_DTYPE)
+                constraints.append((torch.arange(len(x0)), coefficients, float(x0.sum()) - self.max_flips))
+            with torch.no_grad():
+                cand, value = optimize_acqf_discrete_local_search(
+                    acq, discrete_choices=self._choices, q=1, num_restarts=1, raw_samples=self.raw_samples,
+                    inequality_constraints=constraints or None, X_avoid=X_avoid,
+                    batch_initial_conditions=x0.reshape(1, 1, -1))
+            if float(value) > best_value:
+                best, best_value = cand[0], float(value)
+        assert best is not None
+        return best.round().numpy().astype(bool)
+
+    def _starting_points(self, acq: AcquisitionFunction, front: np.ndarray, avoid: set[bytes]) -> torch.Tensor:
+        """The ``num_restarts`` best of ``raw_samples`` new valid masks (``float[k, d]``, k may be 0):
+        half are 1-3 bit mutations of non-dominated masks, half random valid masks."""
+        space = self.problem.space
+        n_mut = self.raw_samples // 2 if len(front) and len(self._free) else 0
+        pool = []
+        if n_mut:
+            base = front[self.rng.integers(len(front), size=n_mut)].copy()
+            n_flips = self.rng.integers(1, 4, size=n_mut)
+            for row, k in zip(base, n_flips, strict=True):
+                idx = self.rng.choice(self._free, size=min(int(k), len(self._free)), replace=False)
+                row[idx] = ~row[idx]
+            pool.append(space.repair(base, self.rng))
+        pool.append(space.sample(self.raw_samples - n_mut, self.rng, max_ratio=self.init_max_ratio))
+        cand, seen = [], set(avoid)
+        for x in np.vstack(pool):
+            key = pack_mask(x)
+            if key not in seen:
+                seen.add(key)
+                cand.append(x)
+        if not cand:
+            return torch.zeros((0, space.dim), dtype=_DTYPE)
+        C = torch.as_tensor(np.array(cand), dtype=_DTYPE)
+        with torch.no_grad():
+            values = torch.cat([acq(chunk.unsqueeze(1)) for chunk in C.split(512)])
+        best = torch.topk(values, k=min(self.num_restarts, len(C))).indices
+        return C[best]
+
+
+class QNEHVI(BoTorchStrategy):
+    """BoTorch qLogNEHVI: expected hypervolume improvement over the problem's reference point,
+    GP per objective, discrete local search over {0,1}^d, sequential greedy batches."""
+
+    summary = "BoTorch qLogNoisyExpectedHypervolumeImprovement, GP per objective, discrete local search"
+    acquisition = "qLogNEHVI"
+
+    def _make_acquisition(self, model, train_X, Y, pending):
+        sampler = SobolQMCNormalSampler(torch.Size([self.mc_samples]), seed=int(self.rng.integers(2**31)))
+        return qLogNoisyExpectedHypervolumeImprovement(
+            model, ref_point=self._ref, X_baseline=train_X, sampler=sampler, prune_baseline=True, X_pending=pending)
+
+
+class QNParEGO(BoTorchStrategy):
+    """BoTorch qLogNParEGO: noisy expected improvement of a random Chebyshev scalarization
+    (new weights for every picked mask), GP per objective, discrete local search."""
+
+    summary = "BoTorch qLogNParEGO (random Chebyshev scalarizations), GP per objective, discrete local search"
+    acquisition = "qLogNParEGO"
+
+    def _make_acquisition(self, model, train_X, Y, pending):
+        weights = torch.as_tensor(self.rng.dirichlet(np.ones(self.problem.n_objectives)), dtype=_DTYPE)
+        sampler = SobolQMCNormalSampler(torch.Size([self.mc_samples]), seed=int(self.rng.integers(2**31)))
+        return qLogNParEGO(model, X_baseline=train_X, scalarization_weights=weights, sampler=sampler,
+                           prune_baseline=True, X_pending=pending)
+
+    def _update_pending(self, acq, model, train_X, Y, pending):
+        return self._make_acquisition(model, train_X, Y, pending)
+

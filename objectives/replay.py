@@ -1,0 +1,148 @@
+"""`replay`: a cheap, realistic stand-in for the embedded model, answered by a regressor fitted on
+recorded real evaluations.
+
+The recording (``objectives/data/replay_smollm2.npz``, made by ``benchmarks/record_replay.py``;
+how it was made is stored inside it under ``meta``) holds at least 1,000 real evaluations of
+the embedded SmolLM2-135M with the default ``masked-lm`` metrics on the search and the held-out
+splits: single-head knock-outs, random masks over a range of pruning ratios, and neighbours of
+good masks.
+
+The regressor is a gradient-boosted tree ensemble (scikit-learn ``HistGradientBoostingRegressor``)
+on the pruned-head indicators plus per-layer pruned counts, one per objective and split, with
+perplexity modelled in log space.  It is *different in kind* from the surrogates under test
+(MLP ensembles and Gaussian processes): a strategy whose surrogate happens to share the replay
+model's inductive bias would otherwise get an unfair edge.  Its accuracy on recorded evaluations
+it was not fitted on is measured at construction (``accuracy``; see ``headrepair list`` and the
+class docstring of the recording) and is part of ``describe()``.
+
+Answers are deterministic functions of the mask (no noise is added), so the replay problem is an
+optimistic model of the real one: the held-out split shows how much of a search-split gain a
+regressor trained on real held-out figures believes.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from framework.problem import HELDOUT, SEARCH, Problem
+from framework.space import HeadSpace
+
+__all__ = ["ReplayProblem", "DEFAULT_RECORDING", "load_recording"]
+
+DEFAULT_RECORDING = Path(__file__).parent / "data" / "replay_smollm2.npz"
+
+
+def load_recording(path: str | Path = DEFAULT_RECORDING) -> dict:
+    """The recorded arrays: ``masks bool[n, d]``, ``search float[n, m]``, ``heldout float[n, m]``,
+    ``baseline float[2, m]`` (search, heldout), and ``meta`` (dict)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"replay: no recording at {str(p)!r} (make one with benchmarks/record_replay.py)")
+    with np.load(p, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        d = int(meta["n_layers"]) * int(meta["n_heads"])
+        masks = np.unpackbits(z["masks_packed"], axis=1, count=d).astype(bool)
+        return {"masks": masks, "search": z["search"], "heldout": z["heldout"], "baseline": z["baseline"],
+                "meta": meta}
+
+
+def _features(masks: np.ndarray, n_layers: int, n_heads: int) -> np.ndarray:
+    pruned = (~masks).astype(np.float32)
+    per_layer = pruned.reshape(len(masks), n_layers, n_heads).sum(axis=2)
+    return np.hstack([pruned, per_layer, pruned.sum(axis=1, keepdims=True)])
+
+
+class ReplayProblem(Problem):
+    """Recorded real evaluations of the embedded model, answered by gradient-boosted trees."""
+
+    name = "replay"
+    summary = "embedded SmolLM2 stand-in: >=1,000 recorded real evaluations answered by boosted trees (fast)"
+    splits = (SEARCH, HELDOUT)
+
+    def __init__(self, *, recording: str | None = None, seed: int = 0, max_pruned_fraction: float = 0.3,
+                 protected: tuple[int, ...] = (), test_fraction: float = 0.2) -> None:
+        """Args:
+            recording: ``.npz`` made by ``benchmarks/record_replay.py``; default: the shipped one.
+            seed: seeds the regressors and the accuracy split.
+            test_fraction: recorded evaluations held back to measure the regressor's accuracy
+                (they are used for the final fit afterwards).
+        """
+        rec = load_recording(recording or DEFAULT_RECORDING)
+        meta = rec["meta"]
+        self.meta = meta
+        self.recording = str(recording or DEFAULT_RECORDING)
+        self.seed, self.test_fraction = int(seed), float(test_fraction)
+        self._rec = rec
+        self.space = HeadSpace(int(meta["n_layers"]), int(meta["n_heads"]), int(meta["n_kv_heads"]),
+                               max_pruned_fraction=max_pruned_fraction, protected=frozenset(protected))
+        self.objective_names = tuple(meta["objective_names"])
+        b = rec["baseline"][0]
+        # the masked-lm rule: a mask must beat the unpruned bias and stay under +50% perplexity
+        self.ref_point = np.array([b[0], 1.5 * b[1]])
+        self.bounds = np.array([[0.5 * b[0], b[1]], self.ref_point])
+
+    def _fit(self, X: np.ndarray, Y: np.ndarray) -> list:
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        models = []
+        for j in range(Y.shape[1]):
+            y = np.log(Y[:, j]) if j == 1 else Y[:, j]
+            m = HistGradientBoostingRegressor(max_iter=400, learning_rate=0.05, max_leaf_nodes=15,
+                                              l2_regularization=1.0, random_state=self.seed)
+            models.append(m.fit(X, y))
+        return models
+
+    @cached_property
+    def accuracy(self) -> dict:
+        """R^2 and Spearman rho of the regressors on recorded evaluations they were not fitted on."""
+        from scipy.stats import spearmanr
+
+        rec = self._rec
+        rng = np.random.default_rng(self.seed)
+        n = len(rec["masks"])
+        test = rng.random(n) < self.test_fraction
+        X = _features(rec["masks"], self.space.n_layers, self.space.n_heads)
+        out: dict = {}
+        for split in self.splits:
+            Y = rec[split]
+            ok = np.all(np.isfinite(Y), axis=1)
+            models = self._fit(X[ok & ~test], Y[ok & ~test])
+            for j, name in enumerate(self.objective_names):
+                y = Y[ok & test, j]
+                pred = models[j].predict(X[ok & test])
+                pred = np.exp(pred) if j == 1 else pred
+                r2 = 1 - np.sum((y - pred) ** 2) / np.sum((y - y.mean()) ** 2)
+                out[f"{split}/{name}"] = {"r2": float(r2), "spearman": float(spearmanr(y, pred)[0]),
+                                          "n_test": int((ok & test).sum())}
+        return out
+
+    @cached_property
+    def _models(self) -> dict[str, list]:
+        rec = self._rec
+        X = _features(rec["masks"], self.space.n_layers, self.space.n_heads)
+        out = {}
+        for split in self.splits:
+            ok = np.all(np.isfinite(rec[split]), axis=1)
+            out[split] = self._fit(X[ok], rec[split][ok])
+        return out
+
+    def _evaluate(self, masks: np.ndarray, split: str) -> np.ndarray:
+        X = _features(masks, self.space.n_layers, self.space.n_heads)
+        models = self._models[split]
+        cols = [models[j].predict(X) for j in range(len(models))]
+        cols[1] = np.exp(cols[1])
+        y = np.stack(cols, axis=1)
+        keep_all = masks.all(axis=1)  # the unpruned model answers with its recorded values exactly
+        y[keep_all] = self.baseline(split)
+        return y
+
+    def baseline(self, split: str = SEARCH) -> np.ndarray:
+        return np.asarray(self._rec["baseline"][0 if split == SEARCH else 1], dtype=float)
+
+    def describe(self) -> dict:
+        return {"recording_sha": self.meta.get("sha256", ""), "n_records": int(len(self._rec["masks"])),
+                "seed": self.seed, "regressor": "HistGradientBoostingRegressor(max_iter=400, lr=0.05, leaves=15)"}

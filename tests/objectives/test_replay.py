@@ -1,0 +1,49 @@
+"""The replay problem answers from a recording with a boosted-tree regressor (checked on a
+generated recording with a known structure; the real one is made by benchmarks/record_replay.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from objectives.replay import ReplayProblem, load_recording
+
+
+def _recording(path, n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    L, H, d = 4, 6, 24
+    masks = np.ones((n, d), dtype=bool)
+    for i in range(n):
+        masks[i, rng.choice(d, size=int(rng.integers(1, 6)), replace=False)] = False
+    w_b, w_p = rng.normal(0, 0.05, d), np.abs(rng.normal(0, 0.1, d))
+    pruned = (~masks).astype(float)
+    search = np.stack([0.5 + pruned @ w_b, 20 * np.exp(pruned @ w_p)], axis=1)
+    heldout = np.stack([0.6 + pruned @ (0.5 * w_b), 25 * np.exp(pruned @ w_p)], axis=1)
+    meta = {"n_layers": L, "n_heads": H, "n_kv_heads": 2, "objective_names": ["bias", "perplexity"], "sha256": "x"}
+    np.savez_compressed(path, masks_packed=np.packbits(masks, axis=1), search=search, heldout=heldout,
+                        baseline=np.array([[0.5, 20.0], [0.6, 25.0]]), meta=np.array(json.dumps(meta)))
+    return masks, search, heldout
+
+
+def test_replay_fits_recording_and_reports_accuracy(tmp_path):
+    path = tmp_path / "rec.npz"
+    masks, search, heldout = _recording(path)
+    rec = load_recording(path)
+    assert np.array_equal(rec["masks"], masks)
+    p = ReplayProblem(recording=str(path), max_pruned_fraction=0.5)
+    assert p.space.dim == 24 and p.splits == ("search", "heldout")
+    acc = p.accuracy
+    assert acc["search/perplexity"]["r2"] > 0.6 and acc["search/bias"]["spearman"] > 0.6
+    y = p.evaluate(masks[:50])
+    assert y.shape == (50, 2) and np.corrcoef(y[:, 1], search[:50, 1])[0, 1] > 0.8
+    assert np.allclose(p.evaluate(p.space.keep_all())[0], [0.5, 20.0])
+    assert np.allclose(p.evaluate(p.space.keep_all(), "heldout")[0], [0.6, 25.0])
+    assert np.array_equal(p.evaluate(masks[:5]), p.evaluate(masks[:5]))  # deterministic
+    assert np.allclose(p.ref_point, [0.5, 30.0])
+
+
+def test_replay_missing_recording_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="record_replay"):
+        ReplayProblem(recording=str(tmp_path / "none.npz"))

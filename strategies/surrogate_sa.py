@@ -212,6 +212,10 @@ class SurrogateSA(Strategy):
         self._radius = self._radius0
         self._hv_before: float | None = None  # set by an iterative round, read by the next tell
         self._timings = []
+        # out-of-sample check: what the surrogate predicted for masks it picked, against their real values
+        self._predicted: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        self._checks: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []  # mean, std, real, round
+        self._distrust = False
 
     def initial_design(self, n: int) -> np.ndarray:
         """``bool[n, d]`` distinct valid masks: the unpruned mask, single-head and KV-group
@@ -271,9 +275,12 @@ class SurrogateSA(Strategy):
                 take(mask)
         if len(out) < n and self._n_finite() >= 3:
             excluded = set(self._known) | taken
+            # a surrogate whose last picks ranked no better than chance (tau < 0.1) gets half the batch;
+            # the other half explores around the observed front
+            want = n - len(out) if not self._distrust else max(1, (n - len(out)) // 2)
             with _torch_threads(self.torch_threads):
-                picks = self._oneshot_picks(n - len(out), excluded) if self.mode == "oneshot" \
-                    else self._round(n - len(out), excluded)
+                picks = self._oneshot_picks(want, excluded) if self.mode == "oneshot" \
+                    else self._round(want, excluded)
             for mask in picks:
                 take(mask)
         for mask in self._novel(n - len(out), set(self._known) | taken):
@@ -288,6 +295,10 @@ class SurrogateSA(Strategy):
                 self._known[key] = len(self._masks)
                 self._masks.append(mask.copy())
                 self._values.append(value.copy())
+                pred = self._predicted.pop(key, None)
+                if pred is not None and np.all(np.isfinite(value)):
+                    self._checks.append((*pred, self._squash(self.problem.normalize(value)), len(self._timings)))
+        self._distrust = self._recent_tau() < 0.1
         if self._hv_before is not None and self._radius is not None:
             improved = self._front_hv() > self._hv_before + 1e-12
             self._radius = self._radius * 1.5 if improved else self._radius / 1.5
@@ -295,6 +306,48 @@ class SurrogateSA(Strategy):
                 self._radius = self._radius0
             self._radius = min(self._radius, float(self.problem.space.dim))
         self._hv_before = None
+
+    def _recent_tau(self) -> float:
+        """Best Kendall tau over objectives between the surrogate's predictions for the last two
+        rounds' picks (made before their real values were known) and those values; +inf when
+        too few.  Ranking is what annealing needs; R^2 among picks suffers from the winner's curse."""
+        from scipy.stats import kendalltau
+
+        last = [c for c in self._checks if c[3] >= len(self._timings) - 1]
+        if len(last) < 4:
+            return math.inf
+        mean = np.array([c[0] for c in last])
+        real = np.array([c[2] for c in last])
+        taus = [kendalltau(real[:, j], mean[:, j]).statistic for j in range(real.shape[1])
+                if np.ptp(real[:, j]) > 0 and np.ptp(mean[:, j]) > 0]
+        return float(max(taus)) if taus else math.inf
+
+    def diagnostics(self) -> dict:
+        """Surrogate quality and time for the run report: out-of-sample figures of every mask the
+        surrogate picked (predicted before its real evaluation), a k-fold check on all the data,
+        and seconds spent fitting, annealing and selecting."""
+        from surrogates.quality import prediction_scores, surrogate_quality
+
+        names = self.problem.objective_names
+        out: dict = {"surrogate": self.surrogate, "mode": self.mode, "model_rounds": len(self._timings),
+                     "seconds": {k: round(sum(t.get(k, 0.0) for t in self._timings), 2)
+                                 for k in ("fit", "anneal", "select")}}
+        if len(self._checks) >= 4:
+            mean = np.array([c[0] for c in self._checks])
+            std = np.array([c[1] for c in self._checks])
+            real = np.array([c[2] for c in self._checks])
+            out["picked_masks_out_of_sample"] = {
+                "n": len(self._checks),
+                **{n: {k: round(v, 3) for k, v in prediction_scores(real[:, j], mean[:, j], std[:, j]).items()}
+                   for j, n in enumerate(names)}}
+        X, Yn = self._data()
+        if len(X) >= 10:
+            rep = surrogate_quality(lambda: SURROGATES.create(self.surrogate, **{"seed": 0, **self.surrogate_options}),
+                                    X, Yn, objective_names=list(names), seed=0)
+            out["k_fold_on_all_evaluations"] = {
+                "method": rep["method"], "n": rep["n_test"],
+                **{n: {k: round(v, 3) for k, v in s.items()} for n, s in rep["objectives"].items()}}
+        return out
 
     def _front_hv(self) -> float:
         """Hypervolume of the told values (normalized) against the normalized reference point."""
@@ -311,9 +364,11 @@ class SurrogateSA(Strategy):
         identity wherever hypervolume is counted."""
         X, Y = np.array(self._masks, dtype=bool), np.array(self._values, dtype=float)
         ok = np.isfinite(Y).all(axis=1)
-        Yn = self.problem.normalize(Y[ok])
+        return X[ok], self._squash(self.problem.normalize(Y[ok]))
+
+    def _squash(self, yn: np.ndarray) -> np.ndarray:
         top = np.maximum(self._ref_n(), 1.0)
-        return X[ok], np.where(Yn > top, top + np.log1p(np.maximum(Yn - top, 0.0)), Yn)
+        return np.where(yn > top, top + np.log1p(np.maximum(yn - top, 0.0)), yn)
 
     def _ref_n(self) -> np.ndarray:
         return self.problem.normalize(self.problem.ref_point)
@@ -468,6 +523,8 @@ class SurrogateSA(Strategy):
         cand = pool[rows]
         mean, std = self._model.predict(cand)
         y = mean - beta * std
+        for i, key in enumerate(keys):
+            self._predicted[key] = (mean[i], std[i])
         ref = self._ref_n()
         front = Yn[non_dominated(Yn) & np.all(Yn < ref, axis=1)]
         picked: list[int] = []

@@ -22,7 +22,8 @@ from scipy.stats import kendalltau
 from framework.surrogate import Surrogate
 from surrogates._data import training_data
 
-__all__ = ["surrogate_quality", "format_quality", "NOMINAL_COVERAGE_1SD", "NOMINAL_COVERAGE_2SD", "NOMINAL_MEAN_ABS_Z"]
+__all__ = ["surrogate_quality", "format_quality", "prediction_scores",
+           "NOMINAL_COVERAGE_1SD", "NOMINAL_COVERAGE_2SD", "NOMINAL_MEAN_ABS_Z"]
 
 NOMINAL_COVERAGE_1SD = math.erf(1 / math.sqrt(2))  # 0.6827
 NOMINAL_COVERAGE_2SD = math.erf(2 / math.sqrt(2))  # 0.9545
@@ -89,13 +90,13 @@ def surrogate_quality(surrogate: Surrogate | Callable[[], Surrogate], X: np.ndar
     idx = np.concatenate(tested)
     mean, std, truth = np.concatenate(means), np.concatenate(stds), values[idx]
 
-    objectives = {name: _scores(truth[:, j], mean[:, j], std[:, j]) for j, name in enumerate(names)}
+    objectives = {name: prediction_scores(truth[:, j], mean[:, j], std[:, j]) for j, name in enumerate(names)}
     n_train = len(splits[0][0]) if method == "holdout" else n - int(np.ceil(n / len(splits)))
     return {"method": method, "n_train": int(n_train), "n_test": int(len(idx)),
             "fit_seconds": fit_seconds, "predict_seconds": predict_seconds, "objectives": objectives}
 
 
-def _scores(y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict[str, float]:
+def prediction_scores(y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict[str, float]:
     """R^2, Kendall tau and spread calibration of one objective's held-out predictions."""
     sst = float(((y - y.mean()) ** 2).sum())
     sse = float(((y - mean) ** 2).sum())

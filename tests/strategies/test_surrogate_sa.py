@@ -185,3 +185,17 @@ def test_a_small_space_is_exhausted_without_stalling():
     problem = PROBLEMS.create("rho-mnk", n_bits=5, k=1, seed=0)
     result = optimize(problem, STRATEGIES.create("surrogate-sa", **FAST), 32, batch_size=4, seed=0)
     assert result.n_evaluations == 32 and result.stop_reason == "budget"
+
+
+def test_diagnostics_report_surrogate_quality_out_of_sample():
+    problem = PROBLEMS.create("rho-mnk", n_bits=30, k=1, seed=2, max_pruned_fraction=0.5)
+    strategy = SurrogateSA(**FAST)
+    optimize(problem, strategy, 40, batch_size=8, seed=0)
+    diag = strategy.diagnostics()
+    assert diag["model_rounds"] >= 2 and diag["seconds"]["fit"] > 0
+    oos = diag["picked_masks_out_of_sample"]
+    assert oos["n"] >= 4 and set(oos) == {"n", *problem.objective_names}
+    for name in problem.objective_names:
+        assert set(oos[name]) == {"r2", "kendall_tau", "coverage_1sd", "coverage_2sd", "mean_abs_z"}
+        assert -1.0 <= diag["k_fold_on_all_evaluations"][name]["kendall_tau"] <= 1.0
+    assert diag["k_fold_on_all_evaluations"]["n"] == 40

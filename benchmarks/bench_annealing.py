@@ -36,14 +36,6 @@ CHAINS, STEPS = 32, 200
 SPACE = HeadSpace(30, 9, 3, max_pruned_fraction=0.3)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def setting():
     """(annealer, energy, start states, surrogate) on a fitted MLP at d = 270."""

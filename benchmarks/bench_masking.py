@@ -32,14 +32,6 @@ ROUNDS = {"embedded": 3, "tiny": 30}
 INTERLEAVED_ROUNDS = {"embedded": 6, "tiny": 60}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module", params=["embedded", "tiny"])
 def lm(request):
     """(label, model, input ids [BATCH, LENGTH])."""

@@ -21,14 +21,6 @@ from framework.registry import SURROGATES
 NAMES = SURROGATES.names()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def head_like_data(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Masks pruning 0-15% of ``d`` heads; two objectives: additive plus pairwise, and log-additive."""
     rng = np.random.default_rng(seed)

@@ -53,15 +53,6 @@ def _tiny_configs() -> dict:
 TINY_CONFIGS = _tiny_configs()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _one_torch_thread():
-    """One torch thread: on a shared 2-core box, spinning worker threads slow forwards by up to ~18x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _build_tiny(model_type: str, seed: int = 0):
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(TINY_CONFIGS[model_type]).eval()

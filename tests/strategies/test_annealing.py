@@ -13,14 +13,6 @@ from framework.space import HeadSpace
 from strategies.annealing import MOVES, HeadMoves, MoveWeights, SimulatedAnnealing, temperature_schedule
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from framework.loop import OptimizationResult, RunProgress, optimize
 from framework.problem import Problem
@@ -57,15 +56,6 @@ EXPECTED_TO_BEAT_RANDOM = {
 # with the test's small ensemble (measured median 0.56 vs 0.58); plug-ins: unknown.
 
 BUDGET = 24
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Torch strategies: one thread (the box is shared; results do not depend on it)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_strategy(name: str) -> Strategy:

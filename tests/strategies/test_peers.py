@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from framework.loop import optimize
 from framework.problem import Problem
@@ -20,14 +19,6 @@ from strategies.nsga2 import NSGA2Strategy, default_population_size
 
 FASP_SCORES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "fasp" / "head_contributions.json"
 FAST_BO = {"num_restarts": 1, "raw_samples": 32, "mc_samples": 16, "fit_maxiter": 30}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class LinearProblem(Problem):

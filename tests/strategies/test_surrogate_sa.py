@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from framework.loop import optimize
 from framework.problem import Problem
@@ -18,14 +17,6 @@ from strategies.surrogate_sa import SurrogateSA
 # small surrogate and annealing settings: the tests check behaviour, not the real job's sizes
 FAST = {"surrogate_options": {"n_members": 3, "hidden": (32,), "max_epochs": 80, "patience": 10},
         "n_chains": 12, "n_steps": 120}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module", autouse=True)

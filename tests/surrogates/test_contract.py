@@ -16,15 +16,6 @@ NAMES = SURROGATES.names()
 D = 60
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Fewer threads than cores: the box is shared, and results must not depend on contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def structured_problem(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Masks ``bool[n, 60]`` and two objectives with learnable structure.
 

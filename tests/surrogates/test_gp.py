@@ -9,14 +9,6 @@ import torch
 from surrogates.gp import GPSurrogate, HammingKernel, TanimotoKernel
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def data(n: int, d: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     X = rng.random((n, d)) < 0.75

@@ -4,17 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from surrogates.mlp import MLPEnsemble
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def data(n: int, d: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from framework.surrogate import Surrogate
 from surrogates.mlp import MLPEnsemble
@@ -21,14 +20,6 @@ from surrogates.quality import (
 D = 30
 WEIGHTS = np.random.default_rng(0).normal(size=(D, 2))
 NOISE = np.array([0.5, 2.0])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def true_values(X: np.ndarray) -> np.ndarray:

@@ -150,10 +150,10 @@ def run_cell(cell: Cell, threads: int | None = None) -> dict[str, Any]:
         except ImportError:
             pass
     from framework.loop import optimize
-    from framework.pareto import hypervolume, igd_plus
-    from framework.problem import HELDOUT
+    from framework.pareto import igd_plus
+    from framework.problem import HELDOUT, SEARCH
     from framework.registry import PROBLEMS, STRATEGIES
-    from framework.runs import evaluate_on_split
+    from framework.runs import evaluate_on_split, split_hypervolume
     from framework.store import EvaluationStore
 
     problem = PROBLEMS.create(cell.problem.name, **cell.problem.options)
@@ -162,7 +162,6 @@ def run_cell(cell: Cell, threads: int | None = None) -> dict[str, Any]:
         with EvaluationStore(cell.store) as store:
             res = optimize(problem, strategy, cell.budget, batch_size=cell.batch_size, seed=cell.seed, store=store,
                            run_id=f"bench-{cell.key}", progress=False, strategy_name=cell.strategy)
-            ref_n = problem.normalize(problem.ref_point)
             curve = [float(h) for h in res.hv_curve]
             record: dict[str, Any] = {
                 "problem": cell.problem.label, "budget": cell.budget, "strategy": cell.strategy, "seed": cell.seed,
@@ -181,8 +180,8 @@ def run_cell(cell: Cell, threads: int | None = None) -> dict[str, Any]:
             if HELDOUT in problem.splits:
                 # the final front re-evaluated on data the search never saw: a strategy that fits noise shows it
                 h_values, _ = evaluate_on_split(problem, store, res.front_masks, HELDOUT)
-                record["hv_front_search"] = hypervolume(problem.normalize(res.front_values), ref_n)
-                record["hv_front_heldout"] = hypervolume(problem.normalize(h_values), ref_n)
+                record["hv_front_search"] = split_hypervolume(problem, res.front_values, SEARCH)
+                record["hv_front_heldout"] = split_hypervolume(problem, h_values, HELDOUT)
                 record["front_heldout"] = h_values.tolist()
     finally:
         problem.close()

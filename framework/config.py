@@ -36,7 +36,7 @@ class RunConfig:
 
     problem: str = "masked-lm"
     strategy: str = "surrogate-sa"
-    budget: int = 80
+    budget: int = 50
     batch_size: int = 10
     seed: int = 0
     out: str | None = None

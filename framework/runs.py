@@ -35,7 +35,7 @@ from framework.registry import PROBLEMS, STRATEGIES
 from framework.store import EvaluationStore
 
 __all__ = ["start_run", "resume_run", "finish_run", "choose_mask", "Choice", "result_to_json", "evaluate_on_split",
-           "RUN_FILE"]
+           "split_hypervolume", "RUN_FILE"]
 
 RUN_FILE = "run.json"
 
@@ -166,6 +166,23 @@ def evaluate_on_split(problem: Problem, store: EvaluationStore, masks: np.ndarra
     return values, infos
 
 
+def split_hypervolume(problem: Problem, values: np.ndarray, split: str) -> float:
+    """Hypervolume of ``values`` measured on ``split``, normalized by that split's own reference.
+
+    The problem's reference point and bounds come from its search-split baseline; another split
+    has other unpruned values (other text, other descriptors), so its reference point and bounds
+    are scaled by ``baseline(split) / baseline(search)`` per objective: a front that repairs the
+    model as much on held-out data as on search data gets the same hypervolume on both."""
+    ref = np.asarray(problem.ref_point, dtype=float)
+    lo, hi = np.asarray(problem.bounds, dtype=float)
+    base_s, base_x = problem.baseline(SEARCH), problem.baseline(split)
+    if split != SEARCH and base_s is not None and base_x is not None:
+        scale = np.where(np.asarray(base_s) != 0, np.asarray(base_x) / np.asarray(base_s), 1.0)
+        ref, lo, hi = ref * scale, lo * scale, hi * scale
+    span = np.where(hi > lo, hi - lo, 1.0)
+    return hypervolume((np.asarray(values, dtype=float) - lo) / span, (ref - lo) / span)
+
+
 def choose_mask(problem: Problem, result: OptimizationResult, store: EvaluationStore, *,
                 max_cost: float = 5.0, split: str = SEARCH) -> Choice | None:
     """Lowest objective 0 among the run's front with objective 1 at most ``max_cost`` % above the
@@ -204,12 +221,11 @@ def finish_run(out: Path, problem: Problem, result: OptimizationResult, cfg: Run
         log("verifying the front and the chosen mask on the held-out split (not counted in the budget)")
         front_masks = result.front_masks
         h_values, h_infos = evaluate_on_split(problem, store, front_masks, HELDOUT)
-        ref_n = problem.normalize(problem.ref_point)
         heldout = {
             "front": [{"index": int(i), "search": result.values[i].tolist(), "heldout": hv.tolist(), "info": inf}
                       for i, hv, inf in zip(result.front_index, h_values, h_infos, strict=True)],
-            "hypervolume_search": hypervolume(problem.normalize(result.front_values), ref_n),
-            "hypervolume_heldout": hypervolume(problem.normalize(h_values), ref_n),
+            "hypervolume_search": split_hypervolume(problem, result.front_values, SEARCH),
+            "hypervolume_heldout": split_hypervolume(problem, h_values, HELDOUT),
         }
     if choice is not None:
         chosen = _verify_choice(problem, result, store, choice)
@@ -226,8 +242,8 @@ def finish_run(out: Path, problem: Problem, result: OptimizationResult, cfg: Run
     if heldout is not None:
         (out / "heldout.json").write_text(json.dumps(heldout, indent=2, default=float))
         figures["heldout"] = heldout
-    plot_front(out / "front.png", problem.objective_names, result, choice,
-               baseline=problem.baseline(SEARCH), heldout=heldout)
+    plot_front(out / "front.png", problem.objective_names, result, choice, baseline=problem.baseline(SEARCH),
+               heldout=heldout, baseline_heldout=problem.baseline(HELDOUT) if heldout is not None else None)
     plot_hv(out / "hv.png", result)
     write_report(out / "report.md", problem, result, cfg, figures)
     log(f"report: {out / 'report.md'}")

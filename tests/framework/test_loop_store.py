@@ -164,3 +164,39 @@ def test_resume_refuses_non_run_dir(tmp_path):
     from framework.cli import main
 
     assert main(["resume", str(tmp_path)]) == 2
+
+
+def test_split_hypervolume_uses_each_splits_own_baseline():
+    from framework.problem import Problem
+    from framework.runs import split_hypervolume
+    from framework.space import HeadSpace
+
+    class TwoSplits(Problem):
+        name = "two-splits"
+        splits = ("search", "heldout")
+
+        def __init__(self):
+            self.space = HeadSpace.binary(6)
+            self.objective_names = ("bias", "perplexity")
+            self.ref_point = np.array([1.1, 12.5])
+            self.bounds = np.array([[0.0, 10.0], [1.1, 12.5]])
+
+        def baseline(self, split="search"):
+            return np.array([1.0, 10.0]) if split == "search" else np.array([2.0, 20.0])
+
+        def _evaluate(self, masks, split):
+            pruned = (~masks).sum(1)
+            y = np.stack([1.0 - 0.1 * pruned, 10.0 + 0.2 * pruned], 1)
+            return y * (1 if split == "search" else 2)
+
+        def describe(self):
+            return {}
+
+    p = TwoSplits()
+    m = p.space.sample(5, np.random.default_rng(0), max_ratio=0.5)
+    from framework.pareto import hypervolume
+
+    hs = split_hypervolume(p, p.evaluate(m), "search")
+    assert hs == pytest.approx(hypervolume(p.normalize(p.evaluate(m)), p.normalize(p.ref_point))) and hs > 0
+    # the held-out split repairs the model by the same relative amount: same hypervolume
+    assert split_hypervolume(p, p.evaluate(m, "heldout"), "heldout") == pytest.approx(hs)

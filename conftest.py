@@ -1,4 +1,4 @@
-"""Shared set-up of the pytest-benchmark files (one torch thread: ratios, not absolute speeds, are reported)."""
+"""Shared pytest set-up for tests/ and the benchmark files in benchmarks/."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 @pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread():
-    """One torch thread for every benchmark: on a shared 2-core machine, spinning worker threads slowed
+    """One torch thread for every test and benchmark: on a shared 2-core machine, spinning worker threads slowed
     forward passes and fits many times over (an embedded-model test took 18 s instead of 1.7 s)."""
     torch = pytest.importorskip("torch")
     before = torch.get_num_threads()

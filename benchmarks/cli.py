@@ -20,6 +20,11 @@ def register(sub) -> callable:
     p.add_argument("--seeds", type=int, help="number of seeds (default: the suite's)")
     p.add_argument("--jobs", type=int, default=1, help="cells run in parallel processes")
     p.add_argument("--out", required=True, help="benchmark directory")
+    p.add_argument("--threads", type=int, help="torch threads per cell (default: the cores shared out among the jobs)")
+    p.add_argument("--problems", help="comma-separated problem labels: run only these (the same cells as the "
+                                      "full suite, so parts run into one --out add up to it)")
+    p.add_argument("--strategies", help="comma-separated strategy names: run only these")
+    p.add_argument("--budgets", help="comma-separated budgets: run only these")
     p.add_argument("--data", help="directory of reference data (HolisticBias, FASP head scores) that suites name "
                                   "as ${HEADREPAIR_DATA}; default: $HEADREPAIR_DATA")
     return _handle
@@ -38,7 +43,12 @@ def _handle(args) -> int:
     if args.data:
         os.environ["HEADREPAIR_DATA"] = str(Path(args.data).resolve())
     suite = load_suite(args.suite)
-    records = run_suite(suite, args.out, seeds=args.seeds, jobs=args.jobs)
+    def listed(value: str | None, kind=str) -> list | None:
+        return None if value is None else [kind(v.strip()) for v in value.split(",") if v.strip()]
+
+    records = run_suite(suite, args.out, seeds=args.seeds, jobs=args.jobs, threads=args.threads,
+                        problems=listed(args.problems), strategies=listed(args.strategies),
+                        budgets=listed(args.budgets, int))
     path = write_bench_report(Path(args.out), records, suite_name=suite.name)
     print(f"results: {Path(args.out) / 'results.csv'}\nreport: {path}")
     return 0

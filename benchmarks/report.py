@@ -34,6 +34,8 @@ def _values(rows: list[dict], key: str) -> np.ndarray:
 def write_bench_report(out: Path, records: list[dict[str, Any]], *, suite_name: str = "") -> Path:
     """Write ``report.md`` and PNG plots into ``out``; returns the report path."""
     out = Path(out)
+    skipped = [r for r in records if r.get("skipped")]
+    records = [r for r in records if not r.get("skipped")]
     groups = _group(records)
     lines = [f"# Benchmark report{': ' + suite_name if suite_name else ''}", "",
              f"{len(records)} cells. Hypervolume of normalized objectives against each problem's own reference "
@@ -85,6 +87,15 @@ def write_bench_report(out: Path, records: list[dict[str, Any]], *, suite_name: 
                   f"Mean rank of median final hypervolume over {len(keys)} (problem, budget) pairs (1 = best).", "",
                   "| strategy | mean rank |", "|---|---|"]
         lines += [f"| {s} | {r:.2f} |" for s, r in sorted(ranks.items(), key=lambda kv: kv[1])]
+        lines.append("")
+    if skipped:
+        lines += ["## Not applicable", "",
+                  "Cells a strategy cannot run at that budget (not scored, not in the ranking):", ""]
+        seen: dict[tuple, list[int]] = defaultdict(list)
+        for r in skipped:
+            seen[(r["problem"], int(r["budget"]), r["strategy"], r["skipped"])].append(int(r["seed"]))
+        lines += [f"- {p}, budget {b}, `{s}` ({len(seeds)} seeds): {why}"
+                  for (p, b, s, why), seeds in sorted(seen.items())]
         lines.append("")
     plots = _plots(out, groups)
     if plots:

@@ -122,13 +122,35 @@ def _strategies(suite: Suite) -> list[str]:
     return names
 
 
-def plan_cells(suite: Suite, out: Path, *, seeds: int | None = None) -> list[Cell]:
+def _check_subset(kind: str, chosen: list | None, known: list) -> set | None:
+    if chosen is None:
+        return None
+    unknown = [c for c in chosen if c not in known]
+    if unknown:
+        raise ValueError(f"this suite has no {kind} {unknown}; it has {known}")
+    return set(chosen)
+
+
+def plan_cells(suite: Suite, out: Path, *, seeds: int | None = None, problems: list[str] | None = None,
+               strategies: list[str] | None = None, budgets: list[int] | None = None) -> list[Cell]:
+    """The suite's cells, optionally only some problems (labels), strategies and budgets: a part of
+    a suite run into the same directory is the same cells, so parts add up to the whole."""
     n_seeds = seeds or suite.seeds
+    names = _strategies(suite)
+    want_p = _check_subset("problems", problems, [p.label for p in suite.problems])
+    want_s = _check_subset("strategies", strategies, names)
+    want_b = _check_subset("budgets", budgets, suite.budgets)
     cells = []
     for prob in suite.problems:
+        if want_p is not None and prob.label not in want_p:
+            continue
         store = str(out / "stores" / f"{prob.label}.sqlite")
         for budget in suite.budgets:
-            for strategy in _strategies(suite):
+            if want_b is not None and budget not in want_b:
+                continue
+            for strategy in names:
+                if want_s is not None and strategy not in want_s:
+                    continue
                 for seed in range(n_seeds):
                     cells.append(Cell(prob, strategy, dict(suite.strategy_options.get(strategy, {})), budget,
                                       suite.batch_size, seed, store))
@@ -155,13 +177,20 @@ def run_cell(cell: Cell, threads: int | None = None) -> dict[str, Any]:
     from framework.registry import PROBLEMS, STRATEGIES
     from framework.runs import evaluate_on_split, split_hypervolume
     from framework.store import EvaluationStore
+    from framework.strategy import BudgetTooSmall
 
     problem = PROBLEMS.create(cell.problem.name, **cell.problem.options)
     try:
         strategy = STRATEGIES.create(cell.strategy, **cell.strategy_options)
         with EvaluationStore(cell.store) as store:
-            res = optimize(problem, strategy, cell.budget, batch_size=cell.batch_size, seed=cell.seed, store=store,
-                           run_id=f"bench-{cell.key}", progress=False, strategy_name=cell.strategy)
+            try:
+                res = optimize(problem, strategy, cell.budget, batch_size=cell.batch_size, seed=cell.seed,
+                               store=store, run_id=f"bench-{cell.key}", progress=False, strategy_name=cell.strategy)
+            except BudgetTooSmall as exc:
+                # recorded (so it is not retried) and listed as not applicable, never scored
+                return {"problem": cell.problem.label, "budget": cell.budget, "strategy": cell.strategy,
+                        "seed": cell.seed, "hv_final": None, "n_evaluations": 0, "stop_reason": "not-applicable",
+                        "skipped": str(exc), "hv_curve": [], "front": [], "cell": asdict(cell)}
             curve = [float(h) for h in res.hv_curve]
             record: dict[str, Any] = {
                 "problem": cell.problem.label, "budget": cell.budget, "strategy": cell.strategy, "seed": cell.seed,
@@ -206,18 +235,22 @@ def collect_results(out: Path) -> list[dict[str, Any]]:
     return records
 
 
-def run_suite(suite: Suite, out: str | Path, *, seeds: int | None = None, jobs: int = 1,
-              log=print) -> list[dict[str, Any]]:
-    """Run every unfinished cell of ``suite`` into ``out``; returns all records."""
+def run_suite(suite: Suite, out: str | Path, *, seeds: int | None = None, jobs: int = 1, threads: int | None = None,
+              problems: list[str] | None = None, strategies: list[str] | None = None,
+              budgets: list[int] | None = None, log=None) -> list[dict[str, Any]]:
+    """Run every unfinished cell of ``suite`` (or of the chosen problems, strategies and budgets)
+    into ``out``; returns all records of ``out``.  ``threads``: torch threads per cell (default:
+    the cores shared out among the jobs)."""
+    log = log or (lambda msg: print(msg, flush=True))  # flushed: progress shows in a redirected log too
     out = Path(out)
+    cells = plan_cells(suite, out, seeds=seeds, problems=problems, strategies=strategies, budgets=budgets)
     (out / "cells").mkdir(parents=True, exist_ok=True)
     (out / "stores").mkdir(exist_ok=True)
     (out / "suite.json").write_text(json.dumps(asdict(suite), indent=2))
-    cells = plan_cells(suite, out, seeds=seeds)
     todo = [c for c in cells if not (out / "cells" / f"{c.key}.json").exists()]
     log(f"suite {suite.name}: {len(cells)} cells, {len(cells) - len(todo)} already done, {len(todo)} to run "
         f"with {jobs} job(s)")
-    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+    threads = threads or max(1, (os.cpu_count() or 1) // max(1, jobs))
     bar = None
     if sys.stderr.isatty():
         from tqdm import tqdm
@@ -231,7 +264,8 @@ def run_suite(suite: Suite, out: str | Path, *, seeds: int | None = None, jobs: 
             bar.update(1)
             bar.set_postfix_str(cell.key)
         else:
-            log(f"  done {cell.key}: hv={record['hv_final']:.4f} ({record['wall_time_s']:.1f} s)")
+            log(f"  done {cell.key}: " + (f"not applicable ({record['skipped']})" if record.get("skipped") else
+                                          f"hv={record['hv_final']:.4f} ({record['wall_time_s']:.1f} s)"))
 
     try:
         if jobs <= 1:

@@ -20,7 +20,13 @@ import numpy as np
 
 from framework.space import HeadSpace
 
-__all__ = ["ProblemInfo", "Strategy"]
+__all__ = ["BudgetTooSmall", "ProblemInfo", "Strategy"]
+
+
+class BudgetTooSmall(ValueError):
+    """Raised by :meth:`Strategy.setup` when a strategy cannot run within the budget at all (FASP
+    needs every single-head knock-out).  Benchmarks record such a cell as not applicable instead
+    of failing the suite; a plain run reports the message."""
 
 
 @dataclass(frozen=True)

@@ -63,11 +63,13 @@ class ReplayProblem(Problem):
     summary = "embedded SmolLM2 stand-in: >=1,000 recorded real evaluations answered by boosted trees (fast)"
     splits = (SEARCH, HELDOUT)
 
-    def __init__(self, *, recording: str | None = None, seed: int = 0, max_pruned_fraction: float = 0.3,
+    def __init__(self, *, recording: str | None = None, seed: int = 0, max_pruned_fraction: float = 0.1,
                  protected: tuple[int, ...] = (), test_fraction: float = 0.2) -> None:
         """Args:
             recording: ``.npz`` made by ``benchmarks/record_replay.py``; default: the shipped one.
             seed: seeds the regressors and the accuracy split.
+            max_pruned_fraction: as ``masked-lm`` (0.1 = 27 of 270 heads); the recording's random
+                masks prune up to ``meta["max_pruned"]`` heads, so larger limits extrapolate.
             test_fraction: recorded evaluations held back to measure the regressor's accuracy
                 (they are used for the final fit afterwards).
         """
@@ -81,9 +83,11 @@ class ReplayProblem(Problem):
                                max_pruned_fraction=max_pruned_fraction, protected=frozenset(protected))
         self.objective_names = tuple(meta["objective_names"])
         b = rec["baseline"][0]
-        # the masked-lm rule: a mask must beat the unpruned bias and stay under +50% perplexity
-        self.ref_point = np.array([b[0], 1.5 * b[1]])
-        self.bounds = np.array([[0.5 * b[0], b[1]], self.ref_point])
+        # the masked-lm rule (same factors as the recorded problem): ref = ref_factors * unpruned
+        # values, ideal = (no bias, unpruned perplexity)
+        factors = meta.get("problem", {}).get("ref_factors") or (1.1, 1.25)
+        self.ref_point = np.asarray(factors, dtype=float) * b
+        self.bounds = np.array([[0.0, b[1]], self.ref_point])
 
     def _fit(self, X: np.ndarray, Y: np.ndarray) -> list:
         from sklearn.ensemble import HistGradientBoostingRegressor

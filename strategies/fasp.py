@@ -29,7 +29,7 @@ import numpy as np
 
 from framework.pareto import non_dominated
 from framework.store import pack_mask
-from framework.strategy import Strategy
+from framework.strategy import BudgetTooSmall, Strategy
 
 __all__ = ["FASP", "SweepPoint"]
 
@@ -124,7 +124,7 @@ class FASP(Strategy):
         self._free = np.flatnonzero(~space.protected_mask)
         need = self.evaluations_needed(len(self._free), self.min_sweep)
         if self.budget < need:
-            raise ValueError(
+            raise BudgetTooSmall(
                 f"fasp needs at least {need} evaluations on this problem: 1 baseline (keep-all) + "
                 f"{len(self._free)} single-head knock-outs + {self.min_sweep} (alpha, gamma) sweep points "
                 f"(min_sweep); the budget is {self.budget}. Raise the budget or choose another strategy.")

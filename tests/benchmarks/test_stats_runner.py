@@ -71,6 +71,44 @@ def test_every_strategy_gets_the_same_cells(tmp_path):
     assert len({frozenset(v) for v in by_strategy.values()}) == 1
 
 
+def test_parts_of_a_suite_add_up_to_the_whole(tmp_path):
+    suite = _tiny_suite()
+    run_suite(suite, tmp_path / "parts", problems=["mnk"], budgets=[12], log=lambda _: None)
+    assert len(list((tmp_path / "parts" / "cells").glob("*.json"))) == 2
+    logs: list[str] = []
+    run_suite(suite, tmp_path / "parts", log=logs.append)
+    assert "2 already done, 6 to run" in logs[0]
+    run_suite(suite, tmp_path / "whole", log=lambda _: None)
+    def hv(out):
+        return {(r["problem"], r["budget"], r["seed"]): r["hv_final"] for r in collect_results(out)}
+
+    assert hv(tmp_path / "parts") == hv(tmp_path / "whole")
+    with pytest.raises(ValueError, match=r"no problems \['nope'\]; it has \['mnk', 'ks'\]"):
+        plan_cells(suite, tmp_path, problems=["nope"])
+    with pytest.raises(ValueError, match="no budgets"):
+        plan_cells(suite, tmp_path, budgets=[13])
+
+
+def test_a_strategy_that_cannot_run_at_a_budget_is_listed_not_scored(tmp_path):
+    """FASP needs 1 + d knock-outs + a sweep (22 on 16 heads): at budget 12 the cell is not applicable."""
+    suite = Suite(name="t", budgets=[12, 30], batch_size=4, seeds=2, strategies=["fasp", "random"],
+                  problems=[ProblemSpec("mnk", "rho-mnk", {"n_bits": 16, "k": 1, "seed": 0})])
+    logs: list[str] = []
+    records = run_suite(suite, tmp_path, log=logs.append)
+    skipped = [r for r in records if r.get("skipped")]
+    assert {(r["strategy"], r["budget"]) for r in skipped} == {("fasp", 12)} and len(skipped) == 2
+    assert "fasp needs at least 22 evaluations" in skipped[0]["skipped"]
+    assert all(r["n_evaluations"] == 30 for r in records if r["strategy"] == "fasp" and r["budget"] == 30)
+    rows = list(csv.DictReader(open(tmp_path / "results.csv")))
+    assert sum(r["stop_reason"] == "not-applicable" for r in rows) == 2
+    run_suite(suite, tmp_path, log=logs.append)
+    assert "8 already done, 0 to run" in logs[-2]  # not retried
+    text = write_bench_report(tmp_path, collect_results(tmp_path), suite_name="t").read_text()
+    assert "## Not applicable" in text and "mnk, budget 12, `fasp` (2 seeds)" in text
+    section = text.split("## mnk, budget 12")[1].split("##")[0]
+    assert "| fasp |" not in section and "| random |" in section
+
+
 @pytest.mark.slow
 def test_smoke_suite_end_to_end(tmp_path):
     """The smoke suite, every registered strategy: the CI-sized comparison."""

@@ -41,7 +41,7 @@ def test_replay_fits_recording_and_reports_accuracy(tmp_path):
     assert np.allclose(p.evaluate(p.space.keep_all())[0], [0.5, 20.0])
     assert np.allclose(p.evaluate(p.space.keep_all(), "heldout")[0], [0.6, 25.0])
     assert np.array_equal(p.evaluate(masks[:5]), p.evaluate(masks[:5]))  # deterministic
-    assert np.allclose(p.ref_point, [0.5, 30.0])
+    assert np.allclose(p.ref_point, [0.55, 25.0]) and np.allclose(p.bounds, [[0.0, 20.0], [0.55, 25.0]])
 
 
 def test_replay_missing_recording_is_a_clear_error(tmp_path):

@@ -79,6 +79,7 @@ def write_bench_report(out: Path, records: list[dict[str, Any]], *, suite_name: 
                     f" {_f(median_iqr(_values(rows, 'wall_time_s'))[0], 2)} |")
             lines.append(row)
         lines.append("")
+    lines += _summary(groups)
     keys = sorted({k for s in scores.values() for k in s})
     complete = {s: [v[k] for k in keys] for s, v in scores.items() if all(k in v for k in keys)}
     if complete and keys:
@@ -103,6 +104,64 @@ def write_bench_report(out: Path, records: list[dict[str, Any]], *, suite_name: 
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _summary(groups) -> list[str]:
+    """Who wins where and by how much: the best median per (problem, budget), and per budget a
+    tally of ``surrogate-sa`` against every strategy over problems (final and held-out HV)."""
+    if not groups:
+        return []
+    budgets = sorted({b for _, b in groups})
+    problems = sorted({p for p, _ in groups})
+    lines = ["## Winners", "",
+             "Best median final hypervolume per problem and budget, and its margin over the runner-up "
+             f"(`{REFERENCE_STRATEGY}`'s rank in brackets).", "",
+             "| problem | " + " | ".join(f"budget {b}" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
+    for prob in problems:
+        row = f"| {prob} |"
+        for b in budgets:
+            by_strategy = groups.get((prob, b), {})
+            meds = sorted(((median_iqr(_values(rows, "hv_final"))[0], s) for s, rows in by_strategy.items()),
+                          reverse=True)
+            if len(meds) < 2:
+                row += " – |"
+                continue
+            (m1, s1), (m2, s2) = meds[0], meds[1]
+            rank = next((i + 1 for i, (_, s) in enumerate(meds) if s == REFERENCE_STRATEGY), None)
+            margin = f"{100 * (m1 / m2 - 1):+.1f}% over {s2}" if m2 > 0 else f"vs {s2}"
+            row += f" {s1} ({margin}){f' [{rank}]' if rank else ''} |"
+        lines.append(row)
+    lines += ["", f"## `{REFERENCE_STRATEGY}` against each strategy", "",
+              "Over problems, per budget: on how many `surrogate-sa` has the higher final hypervolume with "
+              "p < 0.05 (better), the lower with p < 0.05 (worse), or no significant difference; the median "
+              "over problems of A12 and of the ratio of median hypervolumes (>1 favours `surrogate-sa`). "
+              "Held-out: the same for the final fronts re-evaluated on held-out data, where a problem has it.", "",
+              "| budget | against | problems | better | no sig. diff. | worse | median A12 | median HV ratio "
+              "| held-out better / n.s. / worse |", "|---|---|---|---|---|---|---|---|---|"]
+    for b in budgets:
+        others = sorted({s for (p, bb), g in groups.items() if bb == b for s in g} - {REFERENCE_STRATEGY})
+        for other in others:
+            tally, ho_tally, a12s, ratios = [0, 0, 0], [0, 0, 0], [], []
+            for prob in problems:
+                g = groups.get((prob, b), {})
+                if REFERENCE_STRATEGY not in g or other not in g:
+                    continue
+                for key, t in (("hv_final", tally), ("hv_front_heldout", ho_tally)):
+                    ref, x = _values(g[REFERENCE_STRATEGY], key), _values(g[other], key)
+                    if len(ref) == 0 or len(x) == 0:
+                        continue
+                    a, pval = a12(ref, x), mann_whitney_p(ref, x)
+                    t[0 if pval < 0.05 and a > 0.5 else 2 if pval < 0.05 and a < 0.5 else 1] += 1
+                    if key == "hv_final":
+                        a12s.append(a)
+                        mo = np.median(x)
+                        ratios.append(np.median(ref) / mo if mo > 0 else np.nan)
+            if not a12s:
+                continue
+            ho = " / ".join(map(str, ho_tally)) if sum(ho_tally) else "–"
+            lines.append(f"| {b} | {other} | {len(a12s)} | {tally[0]} | {tally[1]} | {tally[2]} | "
+                         f"{np.median(a12s):.2f} | {np.nanmedian(ratios):.3f} | {ho} |")
+    return lines + [""]
 
 
 def _plots(out: Path, groups) -> list[Path]:

@@ -286,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             return _cmd_export(args)
         if args.command == "report":
-            if (Path(args.run_dir) / "results.csv").is_file() and "bench" in _PLUGIN_COMMANDS:
+            bench_dir = any((Path(args.run_dir) / f).exists() for f in ("suite.json", "results.csv"))
+            if bench_dir and "bench" in _PLUGIN_COMMANDS:  # a benchmark directory (even an unfinished one)
                 return _PLUGIN_COMMANDS["bench"](args)
             return _cmd_report(args)
         if args.command in _PLUGIN_COMMANDS:

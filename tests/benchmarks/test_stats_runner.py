@@ -109,6 +109,22 @@ def test_a_strategy_that_cannot_run_at_a_budget_is_listed_not_scored(tmp_path):
     assert "| fasp |" not in section and "| random |" in section
 
 
+def test_report_summarizes_who_wins_where_and_by_how_much(tmp_path):
+    def rec(prob, strategy, seed, hv, ho=None):
+        return {"problem": prob, "budget": 10, "strategy": strategy, "seed": seed, "hv_final": hv, "hv_25": hv,
+                "hv_50": hv, "hv_front_heldout": ho, "hv_curve": [hv] * 10, "front": [[0.5, 0.5]]}
+
+    records = []
+    for i in range(10):
+        records += [rec("a", "surrogate-sa", i, 1.0 + 0.01 * i, 0.5), rec("a", "random", i, 0.5 + 0.01 * i, 0.5),
+                    rec("b", "surrogate-sa", i, 0.5 + 0.01 * i), rec("b", "random", i, 0.8 + 0.01 * i)]
+    text = write_bench_report(tmp_path, records, suite_name="t").read_text()
+    assert "| a | surrogate-sa (+91.7% over random) [1] |" in text  # medians 1.045 vs 0.545
+    assert "| b | random (+55.0% over surrogate-sa) [2] |" in text  # 0.845 vs 0.545
+    # a: better, b: worse (10 seeds each, no overlap); held-out only on a, identical values: n.s.
+    assert "| 10 | random | 2 | 1 | 0 | 1 | 0.50 | 1.281 | 0 / 1 / 0 |" in text
+
+
 @pytest.mark.slow
 def test_smoke_suite_end_to_end(tmp_path):
     """The smoke suite, every registered strategy: the CI-sized comparison."""

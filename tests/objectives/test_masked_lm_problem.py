@@ -95,6 +95,25 @@ def test_evaluate_keep_all_is_the_baseline_and_a_mask_moves_it(make):
     json.dumps(infos)
 
 
+def test_keep_all_is_answered_from_the_measured_baseline_without_running_the_model(make):
+    problem = make()
+    keep = problem.space.keep_all()
+    base = problem.baseline("heldout")
+    calls = []
+    handle = problem.model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        values, infos = problem.evaluate_with_info(np.vstack([keep, keep]), "heldout")
+    finally:
+        handle.remove()
+    assert calls == [] and np.array_equal(values[0], base) and np.array_equal(values[1], base)
+    assert infos[0]["bias_se"] > 0 and infos[0]["perplexity_rel"] == 0.0
+    # what it saves is a measurement that would have given the same numbers
+    fresh = problem._measure(keep, "heldout", problem.axis, ["likelihood", "perplexity"])[0]
+    for kind in ("likelihood", "perplexity"):
+        for key, val in problem._baseline_raw("heldout", problem.axis, kind).items():
+            assert np.array_equal(np.asarray(fresh[kind][key]), np.asarray(val)), (kind, key)
+
+
 def test_same_mask_same_numbers_whatever_it_is_evaluated_with(make):
     problem = make()
     masks = _masks(problem)

@@ -40,18 +40,24 @@ def _random_masks(space, n: int, max_pruned: int, rng: np.random.Generator) -> n
 
 
 def _neighbours(masks: np.ndarray, values: np.ndarray, base: np.ndarray, n: int, rng) -> np.ndarray:
-    """Neighbours of the lowest-bias masks under perplexity limits of +2%, +5%, +10%, +20%."""
+    """``n`` distinct new neighbours (1-3 flips) of the lowest-bias masks under perplexity limits
+    of +2%, +5%, +10%, +20%: never a mask of ``masks`` nor the unpruned one."""
     seeds = []
     for limit in (1.02, 1.05, 1.10, 1.20):
         ok = np.flatnonzero(values[:, 1] <= limit * base[1])
         seeds += list(ok[np.argsort(values[ok, 0])[:5]])
     seeds = np.unique(seeds)
-    out = []
-    for i in range(n):
+    seen = {m.tobytes() for m in masks} | {np.ones(masks.shape[1], dtype=bool).tobytes()}
+    out: list[np.ndarray] = []
+    i = 0
+    while len(out) < n:
         m = masks[seeds[i % len(seeds)]].copy()
+        i += 1
         flips = rng.choice(m.size, size=int(rng.integers(1, 4)), replace=False)
         m[flips] = ~m[flips]
-        out.append(m)
+        if m.tobytes() not in seen:
+            seen.add(m.tobytes())
+            out.append(m)
     return np.array(out)
 
 
@@ -89,8 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         rand = _random_masks(space, args.n_random, args.max_pruned, rng)
         first = np.vstack([knock, rand])
         s1, h1 = run(first, "knock-outs and random masks")
+        # a random mask drawn twice is recorded once; neighbours make up the count
+        distinct = np.sort(np.unique(first, axis=0, return_index=True)[1])
+        n_dup = len(first) - len(distinct)
+        first, s1, h1 = first[distinct], s1[distinct], h1[distinct]
         base = np.vstack([problem.baseline(SEARCH), problem.baseline(HELDOUT)])
-        neigh = _neighbours(first, s1, base[0], args.n_neighbours, rng)
+        neigh = _neighbours(first, s1, base[0], args.n_neighbours + n_dup, rng)
         s2, h2 = run(neigh, "neighbours of good masks")
     masks = np.vstack([first, neigh])
     search, heldout = np.vstack([s1, s2]), np.vstack([h1, h2])
@@ -98,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "n_layers": space.n_layers, "n_heads": space.n_heads, "n_kv_heads": space.n_kv_heads,
         "objective_names": list(problem.objective_names), "problem_options": options,
-        "problem": problem.describe(), "n_knockouts": int(len(knock)), "n_random": int(len(rand)),
+        "problem": problem.describe(), "n_knockouts": int(len(knock)), "n_random": int(len(rand)) - n_dup,
         "n_neighbours": int(len(neigh)), "max_pruned": args.max_pruned, "seed": args.seed,
         "made_with": "python -m benchmarks.record_replay " + " ".join(argv or sys.argv[1:]),
         "seconds": round(time.time() - t0, 1), "machine": platform.platform(), "date": time.strftime("%Y-%m-%d"),

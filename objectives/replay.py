@@ -1,19 +1,35 @@
 """`replay`: a cheap, realistic stand-in for the embedded model, answered by a regressor fitted on
 recorded real evaluations.
 
-The recording (``objectives/data/replay_smollm2.npz``, made by ``benchmarks/record_replay.py``;
-how it was made is stored inside it under ``meta``) holds at least 1,000 real evaluations of
-the embedded SmolLM2-135M with the default ``masked-lm`` metrics on the search and the held-out
-splits: single-head knock-outs, random masks over a range of pruning ratios, and neighbours of
-good masks.
+The recording (``objectives/data/replay_smollm2.npz``, 42 KB, made by
+``benchmarks/record_replay.py``; how it was made is stored inside it under ``meta``: command,
+problem settings, seed, machine, date, time) holds 1,000 distinct masks of the embedded
+SmolLM2-135M, each measured with the default ``masked-lm`` metrics (likelihood bias,
+sentence scope, descriptor aggregate, gender axis; strided perplexity) on the search and the
+held-out splits: the 270 single-head knock-outs, 530 random masks pruning 2-40 heads
+(log-uniform), and 200 neighbours (1-3 flips) of the lowest-bias masks under perplexity limits
+of +2/5/10/20%.  **Metric sizes were cut** to fit the recording on 2 CPU cores (~97 min):
+``n_templates=1`` (~42 sentences per split instead of ~246), ``n_windows=3, window=96,
+stride=64`` (192 scored tokens instead of 1,024); the metric definitions are the defaults.
+So the recorded values are noisier than the main job's: the regressor averages that noise
+out, which makes replay *smoother* than the real problem.  Made with::
+
+    python -m benchmarks.record_replay --out objectives/data/replay_smollm2.npz \
+        --set n_templates=1 --set n_windows=3 --set window=96 --set stride=64
+
+What it shows (search / held-out): unpruned bias 0.680 / 0.562, perplexity 31.95 / 23.02; over
+the 1,000 masks the median relative bias change is -6.6% on search descriptors but -0.1% on
+held-out ones (Spearman between the two: +0.34; +0.23 over knock-outs alone), while perplexity
+changes carry over (Spearman +0.86).
 
 The regressor is a gradient-boosted tree ensemble (scikit-learn ``HistGradientBoostingRegressor``)
 on the pruned-head indicators plus per-layer pruned counts, one per objective and split, with
 perplexity modelled in log space.  It is *different in kind* from the surrogates under test
 (MLP ensembles and Gaussian processes): a strategy whose surrogate happens to share the replay
-model's inductive bias would otherwise get an unfair edge.  Its accuracy on recorded evaluations
-it was not fitted on is measured at construction (``accuracy``; see ``headrepair list`` and the
-class docstring of the recording) and is part of ``describe()``.
+model's inductive bias would otherwise get an unfair edge.  ``accuracy`` measures it on 20% of
+the recorded masks held back from fitting (seed 0): R^2 / Spearman search bias 0.77 / 0.85,
+search log-perplexity 0.76 / 0.86, held-out bias 0.47 / 0.66, held-out log-perplexity
+0.36 / 0.81.
 
 Answers are deterministic functions of the mask (no noise is added), so the replay problem is an
 optimistic model of the real one: the held-out split shows how much of a search-split gain a
@@ -34,6 +50,7 @@ from framework.space import HeadSpace
 __all__ = ["ReplayProblem", "DEFAULT_RECORDING", "load_recording"]
 
 DEFAULT_RECORDING = Path(__file__).parent / "data" / "replay_smollm2.npz"
+_FITTED: dict[tuple, dict[str, list]] = {}  # (recording sha, path, seed) -> fitted regressors per split
 
 
 def load_recording(path: str | Path = DEFAULT_RECORDING) -> dict:
@@ -116,23 +133,30 @@ class ReplayProblem(Problem):
             ok = np.all(np.isfinite(Y), axis=1)
             models = self._fit(X[ok & ~test], Y[ok & ~test])
             for j, name in enumerate(self.objective_names):
-                y = Y[ok & test, j]
+                # R^2 on the scale the objective is modelled (log perplexity: its changes span +0..+100%,
+                # so a raw-scale R^2 is decided by a few heavily pruned masks); Spearman on either
+                y = np.log(Y[ok & test, j]) if j == 1 else Y[ok & test, j]
                 pred = models[j].predict(X[ok & test])
-                pred = np.exp(pred) if j == 1 else pred
                 r2 = 1 - np.sum((y - pred) ** 2) / np.sum((y - y.mean()) ** 2)
-                out[f"{split}/{name}"] = {"r2": float(r2), "spearman": float(spearmanr(y, pred)[0]),
-                                          "n_test": int((ok & test).sum())}
+                out[f"{split}/{name}"] = {"r2": float(r2), "scale": "log" if j == 1 else "linear",
+                                          "spearman": float(spearmanr(y, pred)[0]), "n_test": int((ok & test).sum())}
         return out
 
     @cached_property
     def _models(self) -> dict[str, list]:
-        rec = self._rec
-        X = _features(rec["masks"], self.space.n_layers, self.space.n_heads)
-        out = {}
-        for split in self.splits:
-            ok = np.all(np.isfinite(rec[split]), axis=1)
-            out[split] = self._fit(X[ok], rec[split][ok])
-        return out
+        # fitting takes seconds; a benchmark creates the problem once per cell, so the fitted
+        # regressors are shared by every instance of this process with the same recording and seed
+        key = (self.meta.get("sha256", ""), self.recording, self.seed)
+        if key not in _FITTED:
+            rec = self._rec
+            X = _features(rec["masks"], self.space.n_layers, self.space.n_heads)
+            out = {}
+            for split in self.splits:
+                ok = np.all(np.isfinite(rec[split]), axis=1)
+                out[split] = self._fit(X[ok], rec[split][ok])
+            _FITTED.clear()  # one recording at a time is plenty
+            _FITTED[key] = out
+        return _FITTED[key]
 
     def _evaluate(self, masks: np.ndarray, split: str) -> np.ndarray:
         X = _features(masks, self.space.n_layers, self.space.n_heads)

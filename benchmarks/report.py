@@ -88,6 +88,10 @@ def write_bench_report(out: Path, records: list[dict[str, Any]], *, suite_name: 
                   f"Mean rank of median final hypervolume over {len(keys)} (problem, budget) pairs (1 = best).", "",
                   "| strategy | mean rank |", "|---|---|"]
         lines += [f"| {s} | {r:.2f} |" for s, r in sorted(ranks.items(), key=lambda kv: kv[1])]
+        missing = sorted(set(scores) - set(complete))
+        if missing:
+            lines += ["", "Not ranked (no result at some of those pairs, so a rank would not be comparable): "
+                      + ", ".join(f"`{s}`" for s in missing) + "."]
         lines.append("")
     if skipped:
         lines += ["## Not applicable", "",

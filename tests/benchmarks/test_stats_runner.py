@@ -107,6 +107,7 @@ def test_a_strategy_that_cannot_run_at_a_budget_is_listed_not_scored(tmp_path):
     assert "## Not applicable" in text and "mnk, budget 12, `fasp` (2 seeds)" in text
     section = text.split("## mnk, budget 12")[1].split("##")[0]
     assert "| fasp |" not in section and "| random |" in section
+    assert "Not ranked (no result at some of those pairs, so a rank would not be comparable): `fasp`." in text
 
 
 def test_report_summarizes_who_wins_where_and_by_how_much(tmp_path):

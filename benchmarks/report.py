@@ -93,6 +93,7 @@ def write_bench_report(out: Path, records: list[dict[str, Any]], *, suite_name: 
             lines += ["", "Not ranked (no result at some of those pairs, so a rank would not be comparable): "
                       + ", ".join(f"`{s}`" for s in missing) + "."]
         lines.append("")
+    lines += _per_budget(scores)
     if skipped:
         lines += ["## Not applicable", "",
                   "Cells a strategy cannot run at that budget (not scored, not in the ranking):", ""]
@@ -108,6 +109,44 @@ def write_bench_report(out: Path, records: list[dict[str, Any]], *, suite_name: 
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _per_budget(scores: dict[str, dict[tuple[str, int], float]]) -> list[str]:
+    """Per budget, the median final HV of every strategy on every problem (the best in bold) and
+    the mean rank over the problems of that budget, among the strategies that ran on all of them:
+    a strategy run at some budgets only is still ranked where it ran."""
+    budgets = sorted({b for s in scores.values() for _, b in s})
+    if not budgets:
+        return []
+    strategies = sorted(scores)
+    rank_rows: dict[str, list[str]] = {s: [] for s in strategies}
+    counts = []
+    lines = ["## Median final hypervolume per budget", ""]
+    for b in budgets:
+        problems = sorted({p for s in scores.values() for p, bb in s if bb == b})
+        present = [s for s in strategies if any((p, b) in scores[s] for p in problems)]
+        lines += [f"### budget {b}", "", "| problem | " + " | ".join(present) + " |",
+                  "|---|" + "---|" * len(present)]
+        for p in problems:
+            vals = {s: scores[s][(p, b)] for s in present if (p, b) in scores[s]}
+            top = max(vals.values())
+            cells = [("–" if s not in vals else f"**{_f(vals[s], 3)}**" if vals[s] == top else _f(vals[s], 3))
+                     for s in present]
+            lines.append(f"| {p} | " + " | ".join(cells) + " |")
+        lines.append("")
+        complete = {s: [scores[s][(p, b)] for p in problems] for s in present
+                    if all((p, b) in scores[s] for p in problems)}
+        ranks = average_ranks(complete) if len(complete) > 1 else {}
+        counts.append(len(problems))
+        for s in strategies:
+            rank_rows[s].append(f"{ranks[s]:.2f}" if s in ranks else "–")
+    lines += ["Mean rank per budget over that budget's problems (1 = best; – = not run on all of them, "
+              "so not ranked there).", "",
+              "| strategy | " + " | ".join(f"budget {b} ({n} problems)" for b, n in zip(budgets, counts, strict=True))
+              + " |", "|---|" + "---|" * len(budgets)]
+    order = sorted(strategies, key=lambda s: [float(r) if r != "–" else np.inf for r in rank_rows[s]])
+    lines += [f"| {s} | " + " | ".join(rank_rows[s]) + " |" for s in order]
+    return lines + [""]
 
 
 def _summary(groups) -> list[str]:

@@ -126,6 +126,28 @@ def test_report_summarizes_who_wins_where_and_by_how_much(tmp_path):
     assert "| 10 | random | 2 | 1 | 0 | 1 | 0.50 | 1.281 | 0 / 1 / 0 |" in text
 
 
+def test_report_ranks_each_budget_among_the_strategies_that_ran_there(tmp_path):
+    def rec(prob, budget, strategy, seed, hv):
+        return {"problem": prob, "budget": budget, "strategy": strategy, "seed": seed, "hv_final": hv,
+                "hv_25": hv, "hv_50": hv, "hv_curve": [hv] * 10, "front": [[0.5, 0.5]]}
+
+    records = []
+    for seed in range(3):
+        for prob, (sa, rnd, bo) in {"a": (0.9, 0.5, 0.7), "b": (0.4, 0.6, 0.8)}.items():
+            records += [rec(prob, 10, "surrogate-sa", seed, sa), rec(prob, 10, "random", seed, rnd),
+                        rec(prob, 10, "qnehvi", seed, bo),  # qnehvi only at budget 10
+                        rec(prob, 20, "surrogate-sa", seed, sa + 0.1), rec(prob, 20, "random", seed, rnd)]
+    text = write_bench_report(tmp_path, records, suite_name="t").read_text()
+    budget10 = text.split("### budget 10")[1].split("###")[0]
+    assert "| problem | qnehvi | random | surrogate-sa |" in budget10
+    assert "| a | 0.700 | 0.500 | **0.900** |" in budget10 and "| b | **0.800** | 0.600 | 0.400 |" in budget10
+    budget20 = text.split("### budget 20")[1].split("Mean rank per budget")[0]
+    assert "| problem | random | surrogate-sa |" in budget20 and "| a | 0.500 | **1.000** |" in budget20
+    # budget 10: qnehvi ranks 2 and 1, surrogate-sa 1 and 3, random 3 and 2; budget 20: 1.5 each
+    assert "| qnehvi | 1.50 | – |" in text
+    assert "| surrogate-sa | 2.00 | 1.50 |" in text and "| random | 2.50 | 1.50 |" in text
+
+
 @pytest.mark.slow
 def test_smoke_suite_end_to_end(tmp_path):
     """The smoke suite, every registered strategy: the CI-sized comparison."""

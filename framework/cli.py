@@ -40,9 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="search masks on a problem and write a run directory",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description="Search masks with a strategy, within a budget of real evaluations; write every "
-                                   "evaluation, the front, plots, the chosen mask verified on held-out data, the "
-                                   "exported model and report.md into the run directory. Every option can also come "
-                                   "from --config; flags override the file.")
+                                   "evaluation, the front, plots, the chosen mask verified on validation and held-out "
+                                   "data with a verdict (repaired only when the held-out bias falls by more than 2 "
+                                   "paired standard errors), the exported model (only when a mask qualified) and "
+                                   "report.md into the run directory. Every option can also come from --config; flags "
+                                   "override the file.")
     r.add_argument("--problem", help=f"registered problem (default {DEFAULTS.problem})")
     r.add_argument("--strategy", help=f"registered strategy (default {DEFAULTS.strategy})")
     r.add_argument("--budget", type=int, help=f"real evaluations to spend (default {DEFAULTS.budget})")
@@ -58,11 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", help="masked-lm: cpu, cuda, cuda:1 (default: cuda when present)")
     r.add_argument("--dtype", help="masked-lm: float32, bfloat16, float16 (default: bf16 on CUDA, fp32 on CPU)")
     r.add_argument("--max-cost", type=float,
-                   help=f"pick rule: perplexity at most this %% above the unpruned model (default {DEFAULTS.max_cost})")
+                   help="pick rule: a front mask qualifies only if its perplexity (the cost objective) is at most "
+                        "this %% above the unpruned model on the pick, validation and held-out splits, each against "
+                        f"its own unpruned value (default {DEFAULTS.max_cost})")
     r.add_argument("--pick-split", choices=["search", "validation"],
-                   help="split whose values the pick uses; validation avoids the optimism of picking on search data "
-                        f"(default {DEFAULTS.pick_split})")
-    r.add_argument("--no-export", action="store_true", help="do not export the chosen model")
+                   help="split whose bias the pick minimizes (a mask must also beat the unpruned bias there); "
+                        "validation avoids the optimism of picking on search data; problems without a validation "
+                        f"split pick on search (default {DEFAULTS.pick_split})")
+    r.add_argument("--no-export", action="store_true",
+                   help="do not export the chosen model (only a mask that qualified is ever exported)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
     rs = sub.add_parser("resume", help="continue an interrupted run to its budget (no evaluation paid twice)")
@@ -88,14 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--dtype")
 
     ex = sub.add_parser("export", help="export a repaired model (plain transformers format)",
-                        description="Either export RUN_DIR's chosen mask (or one picked with --max-cost/--pick-split), "
-                                    "or --model M --mask FILE.")
+                        description="Either export RUN_DIR's chosen mask (or one re-picked with --max-cost/"
+                                    "--pick-split, by the rule of `headrepair run`), or --model M --mask FILE. A run "
+                                    "whose pick found no repair (no front mask qualified) has nothing to export.")
     ex.add_argument("run_dir", nargs="?")
     ex.add_argument("--out", required=True, help="output directory")
     ex.add_argument("--model", help="model to prune with --mask (instead of a run directory)")
     ex.add_argument("--mask", help="mask JSON file (with --model)")
-    ex.add_argument("--max-cost", type=float, help="re-pick from the run: perplexity at most this %% above unpruned")
-    ex.add_argument("--pick-split", choices=["search", "validation"], help="re-pick on this split")
+    ex.add_argument("--max-cost", type=float,
+                    help="re-pick from the run: perplexity at most this %% above the unpruned model on the pick, "
+                         "validation and held-out splits (default: the run's max_cost)")
+    ex.add_argument("--pick-split", choices=["search", "validation"],
+                    help="re-pick on this split (default: the run's pick_split, validation unless it was set)")
     ex.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="masked-lm problem option")
 
     rp = sub.add_parser("report", help="regenerate report.md and the plots of a run (or benchmark) directory "
@@ -180,7 +190,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     if args.run_dir:
-        from framework.runs import RUN_FILE, choose_mask
+        from framework.runs import RUN_FILE, choose_mask, verify_choice
         from framework.store import EvaluationStore
 
         run = Path(args.run_dir)
@@ -189,19 +199,26 @@ def _cmd_export(args: argparse.Namespace) -> int:
         try:
             if args.max_cost is None and args.pick_split is None and (run / "chosen_mask.json").is_file():
                 chosen = json.loads((run / "chosen_mask.json").read_text())
-                mask = problem.space.to_flat(np.array(chosen["mask"], dtype=bool))[0]
-                meta = {"chosen": chosen}
             else:
-                from framework.loop import OptimizationResult  # noqa: F401  (type of the rebuilt result)
-
                 result = _result_from_store(run, cfg, problem)
                 with EvaluationStore(cfg.store) as store:
-                    choice = choose_mask(problem, result, store, max_cost=args.max_cost or cfg.max_cost,
+                    choice = choose_mask(problem, result, store,
+                                         max_cost=cfg.max_cost if args.max_cost is None else args.max_cost,
                                          split=args.pick_split or cfg.pick_split)
-                if choice is None:
-                    raise SystemExit(f"problem {cfg.problem!r} has no baseline to pick against")
-                mask, meta = choice.mask, {"rule": choice.rule, "values": choice.values.tolist()}
-            print(problem.export(mask, args.out, meta))
+                    if choice is None:
+                        raise SystemExit(f"problem {cfg.problem!r} has no baseline to pick against")
+                    chosen = verify_choice(problem, choice, store)
+            if chosen["index"] is None:
+                raise ValueError(f"{run}: no repair found (no front mask qualified under the rule: "
+                                 f"{chosen['rule']}), so there is nothing to export; export a mask of your own "
+                                 "with --model M --mask FILE")
+            if chosen.get("verdict"):
+                print(f"verdict: {chosen['verdict']['message']}", file=sys.stderr)
+            mask = problem.space.to_flat(np.array(chosen["mask"], dtype=bool))[0]
+            try:
+                print(problem.export(mask, args.out, {"chosen": chosen}))
+            except NotImplementedError as exc:
+                raise ValueError(str(exc)) from exc
         finally:
             problem.close()
         return 0

@@ -41,8 +41,9 @@ class RunConfig:
     seed: int = 0
     out: str | None = None
     store: str | None = None          # None = <out>/evaluations.sqlite
-    max_cost: float = 5.0             # pick: objective 1 at most this % above the unpruned model
-    pick_split: str = "search"        # pick on "search" or "validation" values
+    max_cost: float = 5.0             # pick: the cost objective at most this % above the unpruned model on
+                                      # the pick, validation and held-out splits (each against its own)
+    pick_split: str = "validation"    # pick on "validation" (default; search where a problem has none) or "search"
     export: bool = True
     problem_options: dict[str, Any] = field(default_factory=dict)
     strategy_options: dict[str, Any] = field(default_factory=dict)

@@ -7,11 +7,12 @@ A run directory holds::
     result.json          problem, strategy, seed, budget, n_evaluations, hypervolume, hv_curve, front, ...
     front.csv            the non-dominated evaluations
     all.csv              every evaluation of the run, in order
-    chosen_mask.json     the picked mask and its figures (problems with a baseline)
-    heldout.json         the front and the chosen mask re-evaluated on the held-out split
+    chosen_mask.json     the picked mask (or the unpruned one when nothing qualified), its figures on every
+                         split with paired standard errors, and the verdict (problems with a baseline)
+    heldout.json         the front re-evaluated on the held-out split
     front.png, hv.png    plots
     report.md            the run in words and numbers
-    model/               the exported repaired artefact (problems that can export)
+    model/               the exported artefact of the chosen mask (only when a mask qualified)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,22 @@ from framework.pareto import hypervolume
 from framework.problem import HELDOUT, SEARCH, Problem
 from framework.registry import PROBLEMS, STRATEGIES
 from framework.store import EvaluationStore
+from framework.verdict import (
+    VALIDATION,
+    change,
+    cost_splits,
+    fallback_note,
+    judge,
+    reason_bias,
+    reason_cost,
+    reason_failed,
+    reason_unpruned,
+    roles,
+    rule_sentence,
+)
 
-__all__ = ["start_run", "resume_run", "finish_run", "choose_mask", "Choice", "result_to_json", "evaluate_on_split",
-           "split_hypervolume", "RUN_FILE"]
+__all__ = ["start_run", "resume_run", "finish_run", "choose_mask", "verify_choice", "Choice", "result_to_json",
+           "evaluate_on_split", "split_hypervolume", "RUN_FILE"]
 
 RUN_FILE = "run.json"
 
@@ -133,15 +147,25 @@ def write_result(out: Path, result: OptimizationResult, cfg: RunConfig, *, strat
 # -------------------------------------------------------------------- choosing
 @dataclass
 class Choice:
-    """The mask picked from a run, and why."""
+    """The mask picked from a run, and why.
+
+    ``index`` is the mask's position in the run's evaluations, ``None`` when no front mask qualified
+    (then ``mask`` is the unpruned mask: no repair was found, and nothing should be exported)."""
 
     mask: np.ndarray
-    index: int | None           # index in the run's evaluations (None: the unpruned mask)
-    split: str
-    values: np.ndarray          # on the pick split
-    baseline: np.ndarray        # unpruned model on the pick split
+    index: int | None
+    split: str                  # the pick split
+    values: np.ndarray          # float[m] on the pick split
+    baseline: np.ndarray        # float[m]: the unpruned model on the pick split
     rule: str
     note: str = ""
+    max_cost: float = 5.0       # % above the unpruned model allowed for the cost on each of ``cost_splits``
+    cost_splits: tuple[str, ...] = ()
+    candidates: list[dict[str, Any]] = field(default_factory=list)  # every front mask, qualified or why not
+
+    @property
+    def is_repair(self) -> bool:
+        return self.index is not None
 
 
 def evaluate_on_split(problem: Problem, store: EvaluationStore, masks: np.ndarray,
@@ -183,78 +207,105 @@ def split_hypervolume(problem: Problem, values: np.ndarray, split: str) -> float
     return hypervolume((np.asarray(values, dtype=float) - lo) / span, (ref - lo) / span)
 
 
-def choose_mask(problem: Problem, result: OptimizationResult, store: EvaluationStore, *,
-                max_cost: float = 5.0, split: str = SEARCH) -> Choice | None:
-    """Lowest objective 0 among the run's front with objective 1 at most ``max_cost`` % above the
-    unpruned model, judged on ``split`` (``"validation"`` re-evaluates the front there: picking on
-    search data is optimistic).  ``None`` when the problem has no baseline."""
+def _split_values(problem: Problem, store: EvaluationStore, result: OptimizationResult, idx: np.ndarray,
+                  split: str) -> np.ndarray:
+    """``float[len(idx), m]``: the run's evaluations ``idx`` on ``split`` (search values from the run)."""
+    if split == SEARCH:
+        return result.values[idx]
+    return evaluate_on_split(problem, store, result.masks[idx], split)[0]
+
+
+def _unpruned(problem: Problem, store: EvaluationStore, split: str) -> np.ndarray:
+    """``float[m]``: the problem's baseline on ``split``, or the unpruned mask evaluated there."""
+    base = problem.baseline(split)
+    if base is None:
+        base = evaluate_on_split(problem, store, problem.space.keep_all(), split)[0][0]
+    return np.asarray(base, dtype=float)
+
+
+def _opt(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def _rel(values: np.ndarray, base: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(base != 0, values / base - 1.0, np.nan)
+
+
+def choose_mask(problem: Problem, result: OptimizationResult, store: EvaluationStore | None = None, *,
+                max_cost: float = 5.0, split: str = VALIDATION) -> Choice | None:
+    """Pick a repair from the run's front: the rule of ``headrepair run``.
+
+    A front mask qualifies when its cost (the cost objective, :func:`framework.verdict.roles`) is at
+    most ``max_cost`` % above the unpruned model on the pick split, on validation and on held-out
+    (each split against its own unpruned value; splits the problem lacks are skipped), and its bias
+    is below the unpruned model's on the pick split ``split``; the unpruned mask never qualifies.
+    Among qualifying masks the lowest bias on ``split`` wins.  Non-search splits are evaluated
+    through ``store`` (free of the budget, never paid twice); with ``store=None`` in a throw-away
+    in-memory store.  ``split="validation"`` falls back to search for problems without a
+    validation split (said in ``note``); held-out data may not pick.
+
+    Returns a :class:`Choice` (``index is None``: no repair found, keep the unpruned model), or
+    ``None`` when the problem has no baseline to compare with."""
+    if split == HELDOUT:
+        raise ValueError("cannot pick on the held-out split: it must stay unseen to verify the pick")
+    if store is None:
+        with EvaluationStore(":memory:") as tmp:
+            return choose_mask(problem, result, tmp, max_cost=max_cost, split=split)
+    note = ""
+    if split == VALIDATION and split not in problem.splits:
+        note, split = fallback_note(VALIDATION, SEARCH), SEARCH
     if split not in problem.splits:
         raise ValueError(f"cannot pick on split {split!r}: problem {problem.name!r} has {list(problem.splits)}")
-    base = problem.baseline(split)
-    if base is None or problem.n_objectives < 2:
+    if problem.n_objectives < 2 or problem.baseline(split) is None:
         return None
-    rule = (f"lowest {problem.objective_names[0]} on the {split} split with {problem.objective_names[1]} "
-            f"<= {1 + max_cost / 100:.3f} x unpruned")
-    idx = result.front_index
-    masks = result.masks[idx]
-    values = result.values[idx] if split == SEARCH else evaluate_on_split(problem, store, masks, split)[0]
-    ok = np.all(np.isfinite(values), axis=1) & (values[:, 1] <= base[1] * (1 + max_cost / 100))
-    ok &= values[:, 0] < base[0]
-    if not ok.any():
-        return Choice(problem.space.keep_all()[0], None, split, np.asarray(base), np.asarray(base), rule,
-                      note="no evaluated mask met the rule and beat the unpruned model: the unpruned model is kept")
-    best = np.flatnonzero(ok)[np.argmin(values[ok, 0])]
-    return Choice(masks[best], int(idx[best]), split, values[best], np.asarray(base), rule)
-
-
-# ------------------------------------------------------------------- finishing
-def finish_run(out: Path, problem: Problem, result: OptimizationResult, cfg: RunConfig, store: EvaluationStore,
-               *, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Pick, verify on held-out data, export, plot and write the report.  Returns the figures."""
-    from framework.report import plot_front, plot_hv, write_report  # matplotlib only when finishing
-
-    figures: dict[str, Any] = {"result": json.loads((out / "result.json").read_text())}
-    choice = choose_mask(problem, result, store, max_cost=cfg.max_cost, split=cfg.pick_split) \
-        if result.n_evaluations else None
-    heldout: dict[str, Any] | None = None
-    if HELDOUT in problem.splits and result.n_evaluations:
-        log("verifying the front and the chosen mask on the held-out split (not counted in the budget)")
-        front_masks = result.front_masks
-        h_values, h_infos = evaluate_on_split(problem, store, front_masks, HELDOUT)
-        heldout = {
-            "front": [{"index": int(i), "search": result.values[i].tolist(), "heldout": hv.tolist(), "info": inf}
-                      for i, hv, inf in zip(result.front_index, h_values, h_infos, strict=True)],
-            "hypervolume_search": split_hypervolume(problem, result.front_values, SEARCH),
-            "hypervolume_heldout": split_hypervolume(problem, h_values, HELDOUT),
-        }
-    if choice is not None:
-        chosen = _verify_choice(problem, result, store, choice)
-        figures["chosen"] = chosen
-        (out / "chosen_mask.json").write_text(json.dumps(chosen, indent=2, default=float))
-        if cfg.export and choice.index is not None:
-            try:
-                path = problem.export(choice.mask, str(out / "model"), {"chosen": chosen, "run_id": result.run_id})
-                figures["exported"] = str(path)
-                log(f"exported the repaired model to {path}")
-            except NotImplementedError as exc:
-                figures["exported"] = None
-                log(str(exc))
-    if heldout is not None:
-        (out / "heldout.json").write_text(json.dumps(heldout, indent=2, default=float))
-        figures["heldout"] = heldout
-    plot_front(out / "front.png", problem.objective_names, result, choice, baseline=problem.baseline(SEARCH),
-               heldout=heldout, baseline_heldout=problem.baseline(HELDOUT) if heldout is not None else None)
-    plot_hv(out / "hv.png", result)
-    write_report(out / "report.md", problem, result, cfg, figures)
-    log(f"report: {out / 'report.md'}")
-    return figures
-
-
-def _verify_choice(problem: Problem, result: OptimizationResult, store: EvaluationStore,
-                   choice: Choice) -> dict[str, Any]:
+    bias, cost = roles(problem)
     names = problem.objective_names
-    keep = problem.space.keep_all()
-    masks = np.vstack([choice.mask[None], keep])
+    checked = cost_splits(problem.splits, split)
+    rule = rule_sentence(names[bias], names[cost], split, checked, max_cost)
+    idx = result.front_index
+    keep = result.masks[idx].all(axis=1) if len(idx) else np.zeros(0, dtype=bool)
+    cand = idx[~keep]
+    values = {s: _split_values(problem, store, result, cand, s) for s in dict.fromkeys([split, *checked])}
+    bases = {s: _unpruned(problem, store, s) for s in values}
+    rels = {s: _rel(v, bases[s]) for s, v in values.items()}
+    candidates: list[dict[str, Any]] = []
+    ok = np.ones(len(cand), dtype=bool)
+    for j, i in enumerate(cand):
+        reasons = [reason_failed(s) for s, v in values.items() if not np.all(np.isfinite(v[j]))]
+        if not reasons:
+            for s in checked:
+                c = rels[s][j, cost]
+                if not c <= max_cost / 100:   # NaN (no baseline on that split) fails too
+                    reasons.append(reason_cost(names[cost], _opt(c), s, max_cost))
+            if not values[split][j, bias] < bases[split][bias]:
+                reasons.append(reason_bias(names[bias], _opt(rels[split][j, bias]), split))
+        ok[j] = not reasons
+        candidates.append({"index": int(i), "n_pruned": int((~result.masks[i]).sum()), "qualified": not reasons,
+                           "reasons": reasons, "values": {s: v[j].tolist() for s, v in values.items()},
+                           "relative_change": {s: [_opt(x) for x in r[j]] for s, r in rels.items()}})
+    for i in idx[keep]:
+        candidates.insert(0, {"index": int(i), "n_pruned": 0, "qualified": False, "reasons": [reason_unpruned()],
+                              "values": {}, "relative_change": {}})
+    base = bases[split]
+    common = {"rule": rule, "note": note, "max_cost": float(max_cost), "cost_splits": tuple(checked),
+              "candidates": candidates}
+    if not ok.any():
+        return Choice(problem.space.keep_all()[0], None, split, base, base, **common)
+    best = np.flatnonzero(ok)[np.argmin(values[split][ok, bias])]
+    return Choice(result.masks[cand[best]], int(cand[best]), split, values[split][best], base, **common)
+
+
+def verify_choice(problem: Problem, choice: Choice, store: EvaluationStore | None = None) -> dict[str, Any]:
+    """The chosen mask and the unpruned model on every split (through ``store``, free of the budget),
+    with relative changes, their paired standard errors and significance, and the verdict
+    (:func:`framework.verdict.judge`).  This is ``chosen_mask.json``."""
+    if store is None:
+        with EvaluationStore(":memory:") as tmp:
+            return verify_choice(problem, choice, tmp)
+    names = problem.objective_names
+    bias, cost = roles(problem)
+    masks = np.vstack([choice.mask[None], problem.space.keep_all()])
     per_split: dict[str, Any] = {}
     for split in problem.splits:
         values, infos = evaluate_on_split(problem, store, masks, split)
@@ -262,18 +313,75 @@ def _verify_choice(problem: Problem, result: OptimizationResult, store: Evaluati
         for j, name in enumerate(names):
             v, b = float(values[0, j]), float(values[1, j])
             entry[name] = {"value": v, "se": infos[0].get(f"{name}_se"), "unpruned": b,
-                           "unpruned_se": infos[1].get(f"{name}_se"),
-                           "relative_change": (v - b) / b if b else None}
+                           "unpruned_se": infos[1].get(f"{name}_se"), **change(v, b, infos[0], name)}
         per_split[split] = entry
-    warning = None
-    bias = names[0]
-    s_gain = -(per_split[SEARCH][bias]["relative_change"] or 0.0)
-    if HELDOUT in per_split:
-        h_gain = -(per_split[HELDOUT][bias]["relative_change"] or 0.0)
-        if s_gain > 0 and h_gain < s_gain / 2:
-            warning = (f"the held-out {bias} reduction ({100 * h_gain:.1f}%) is under half the search reduction "
-                       f"({100 * s_gain:.1f}%): the repair may not generalize")
-    return {"rule": choice.rule, "pick_split": choice.split, "index": choice.index, "note": choice.note,
+    checked = list(choice.cost_splits) or cost_splits(problem.splits, choice.split)
+    verdict = judge(per_split, bias=names[bias], cost=names[cost], pick_split=choice.split,
+                    checked=checked, max_cost=choice.max_cost, is_repair=choice.is_repair)
+    return {"rule": choice.rule, "pick_split": choice.split, "max_cost": choice.max_cost, "cost_splits": checked,
+            "roles": {"bias": names[bias], "cost": names[cost]},
+            "index": choice.index, "note": choice.note,
             "mask": problem.space.to_grid(choice.mask)[0].astype(int).tolist(),
             "n_pruned": int((~choice.mask).sum()), "pruned_heads": np.flatnonzero(~choice.mask).tolist(),
-            "splits": per_split, "warning": warning}
+            "splits": per_split, "verdict": verdict, "candidates": choice.candidates}
+
+
+# ------------------------------------------------------------------- finishing
+def _front_changes(problem: Problem, values: np.ndarray, infos: Sequence[dict], split: str) -> list[dict] | None:
+    """Per front mask, ``{objective: change(...)}`` against the unpruned model on ``split``."""
+    base = problem.baseline(split)
+    if base is None:
+        return None
+    return [{n: change(v[j], base[j], inf, n) for j, n in enumerate(problem.objective_names)}
+            for v, inf in zip(values, infos, strict=True)]
+
+
+def finish_run(out: Path, problem: Problem, result: OptimizationResult, cfg: RunConfig, store: EvaluationStore,
+               *, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Pick, verify on validation and held-out data, export a real repair only, plot and write the report.
+    Returns the figures."""
+    from framework.report import plot_front, plot_hv, write_report  # matplotlib only when finishing
+
+    figures: dict[str, Any] = {"result": json.loads((out / "result.json").read_text())}
+    front_masks = result.front_masks
+    stored = store.get(problem.fingerprint(SEARCH), front_masks) if len(front_masks) else []
+    front_infos = [s.info if s is not None else {} for s in stored]
+    heldout: dict[str, Any] | None = None
+    if HELDOUT in problem.splits and result.n_evaluations:
+        log("verifying the front on the held-out split (not counted in the budget)")
+        h_values, h_infos = evaluate_on_split(problem, store, front_masks, HELDOUT)
+        s_changes = _front_changes(problem, result.front_values, front_infos, SEARCH)
+        h_changes = _front_changes(problem, h_values, h_infos, HELDOUT)
+        heldout = {
+            "front": [{"index": int(i), "search": result.values[i].tolist(), "heldout": hv.tolist(), "info": inf,
+                       "search_change": None if s_changes is None else s_changes[k],
+                       "heldout_change": None if h_changes is None else h_changes[k]}
+                      for k, (i, hv, inf) in enumerate(zip(result.front_index, h_values, h_infos, strict=True))],
+            "hypervolume_search": split_hypervolume(problem, result.front_values, SEARCH),
+            "hypervolume_heldout": split_hypervolume(problem, h_values, HELDOUT),
+        }
+    choice = choose_mask(problem, result, store, max_cost=cfg.max_cost, split=cfg.pick_split) \
+        if result.n_evaluations else None
+    chosen: dict[str, Any] | None = None
+    if choice is not None:
+        chosen = verify_choice(problem, choice, store)
+        figures["chosen"] = chosen
+        (out / "chosen_mask.json").write_text(json.dumps(chosen, indent=2, default=float))
+        log(f"verdict: {chosen['verdict']['message']}")
+        if cfg.export and choice.is_repair:
+            try:
+                path = problem.export(choice.mask, str(out / "model"), {"chosen": chosen, "run_id": result.run_id})
+                figures["exported"] = str(path)
+                log(f"exported the chosen mask to {path}")
+            except NotImplementedError as exc:
+                figures["exported"] = None
+                log(str(exc))
+    if heldout is not None:
+        (out / "heldout.json").write_text(json.dumps(heldout, indent=2, default=float))
+        figures["heldout"] = heldout
+    plot_front(out / "front.png", problem, result, chosen, heldout=heldout, front_infos=front_infos,
+               max_cost=cfg.max_cost)
+    plot_hv(out / "hv.png", result)
+    write_report(out / "report.md", problem, result, cfg, figures)
+    log(f"report: {out / 'report.md'}")
+    return figures

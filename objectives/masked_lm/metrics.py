@@ -32,7 +32,8 @@ from scipy.stats import mannwhitneyu
 
 __all__ = [
     "AGGREGATES", "SCOPES", "EncodedSentences", "encode_sentences", "sentence_logprobs", "SentenceLogprobs",
-    "window_nll", "perplexity", "generate", "UnitTable", "group_bias", "bootstrap_weights", "bootstrap_bias",
+    "next_token_logprobs", "window_nll", "perplexity", "generate", "UnitTable", "group_bias", "bootstrap_weights",
+    "bootstrap_bias", "crossed_weights", "ItemBootstrap", "item_bootstrap", "group_bias_items",
     "bootstrap_perplexity", "pair_fraction", "prefix_token_id",
 ]
 
@@ -154,6 +155,25 @@ def sentence_logprobs(model, encoded: EncodedSentences) -> SentenceLogprobs:
         out[3, idx] = after.sum(1).numpy()
         row += ids.shape[0]
     return SentenceLogprobs(*out)
+
+
+@torch.no_grad()
+def next_token_logprobs(model, encoded: EncodedSentences, candidates: np.ndarray) -> np.ndarray:
+    """``float[n, k]``: log p(candidate token | whole sentence) after each sentence of ``encoded``
+    (original order), for ``candidates`` ``int[n, k]`` token ids per sentence.  One forward pass
+    per batch; only the last real position's distribution is used."""
+    device = next(model.parameters()).device
+    cand = torch.as_tensor(np.asarray(candidates), dtype=torch.long)
+    out = np.zeros(cand.shape)
+    row = 0
+    for ids, att, _ in encoded.batches:
+        idx = encoded.order[row:row + ids.shape[0]]
+        logits = model(input_ids=ids.to(device), attention_mask=att.to(device)).logits
+        last = att.sum(1).to(device) - 1
+        lp = torch.log_softmax(logits[torch.arange(ids.shape[0], device=device), last].float(), dim=-1)
+        out[idx] = lp.gather(-1, cand[idx].to(device)).cpu().double().numpy()
+        row += ids.shape[0]
+    return out
 
 
 @torch.no_grad()
@@ -362,8 +382,9 @@ def group_bias(unit_sum: np.ndarray, unit_count: np.ndarray, bucket_of_unit: np.
 
 def bootstrap_weights(bucket_of_unit: np.ndarray, n_boot: int, seed: int = 0) -> np.ndarray:
     """``float[n_boot, n_units]`` multiplicities of a bootstrap over units stratified by bucket
-    (each bucket redraws as many units as it has, with replacement), so every bucket stays
-    present.  Deterministic in ``seed``; the same weights serve a mask and its baseline (paired)."""
+    (each bucket redraws as many units as it has, with replacement).  Kept for reference: it
+    understates the error when buckets hold one or two units (such a unit always redraws
+    itself); the problem uses :func:`item_bootstrap` over units across buckets instead."""
     rng = np.random.default_rng([seed, 11])
     bucket_of_unit = np.asarray(bucket_of_unit)
     w = np.zeros((n_boot, bucket_of_unit.size))
@@ -373,10 +394,79 @@ def bootstrap_weights(bucket_of_unit: np.ndarray, n_boot: int, seed: int = 0) ->
     return w
 
 
+@dataclass(frozen=True)
+class ItemBootstrap:
+    """Bootstrap replicates of a crossed design: ``item`` ``float[B, n_items]`` multiplicities of
+    items (the product of their levels' multiplicities), ``unit`` ``float[B, n_units]`` the
+    multiplicities of the units (descriptors) themselves."""
+
+    item: np.ndarray
+    unit: np.ndarray
+
+
+def crossed_weights(factors: Sequence[np.ndarray], n_boot: int, seed: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Bootstrap multiplicities of items under a crossed design (the pigeonhole bootstrap, Owen
+    2007; with one factor the ordinary cluster bootstrap).
+
+    ``factors``: one ``int[n_items]`` code array per sampled factor (descriptor, template, ...).
+    Each factor's levels are redrawn with replacement, as many as it has, independently of the
+    other factors.  Returns ``(float[n_boot, n_items]`` item weights, the product of their levels'
+    multiplicities, ``[float[n_boot, n_levels]]`` per factor``)``."""
+    rng = np.random.default_rng([seed, 17])
+    item_w = np.ones((n_boot, len(factors[0])))
+    levels_w = []
+    for codes in factors:
+        codes = np.asarray(codes, dtype=int)
+        levels = int(codes.max()) + 1
+        draws = rng.multinomial(levels, np.full(levels, 1.0 / levels), size=n_boot).astype(float)
+        item_w = item_w * draws[:, codes]
+        levels_w.append(draws)
+    return item_w, levels_w
+
+
+def item_bootstrap(table: UnitTable, others: Sequence[np.ndarray], n_boot: int, seed: int = 0) -> ItemBootstrap:
+    """Resample the units (descriptors) *across* buckets, and each other sampled factor of the
+    items (``others``: ``int[n_items]`` codes, e.g. template and noun), independently with
+    replacement (:func:`crossed_weights`).  A replicate may miss a whole bucket: the bucket
+    aggregates then leave it out, which is part of the honest variation of "which descriptors
+    the split happens to hold"."""
+    item_w, levels_w = crossed_weights([table.unit_of, *others], n_boot, seed)
+    return ItemBootstrap(item_w, levels_w[0])
+
+
+def group_bias_items(scores: np.ndarray, table: UnitTable, *, aggregate: str,
+                     boot: ItemBootstrap | None = None) -> np.ndarray:
+    """:func:`group_bias` of per-item ``scores`` (``float[n_items]``), for each bootstrap replicate
+    of ``boot`` (``float[B]``; ``float[1]``, the plain value, without ``boot``).  Item weights
+    enter every mean; unit multiplicities weigh the units in the ``"descriptor"`` aggregate."""
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
+    x = np.asarray(scores, dtype=float)
+    onehot = np.eye(table.n_units)[table.unit_of]                 # [n, J]
+    w = np.ones((1, x.size)) if boot is None else boot.item
+    s, c = (w * x) @ onehot, w @ onehot                          # [B, J]
+    total_mean = s.sum(1) / c.sum(1)
+    present = c > 0
+    if aggregate == "descriptor":
+        uw = present.astype(float) if boot is None else boot.unit * present
+        u = s / np.where(present, c, 1.0)
+        return (uw * np.abs(total_mean[:, None] - u)).sum(1) / uw.sum(1)
+    n_b = int(table.bucket_of_unit.max()) + 1
+    b_onehot = np.eye(n_b)[table.bucket_of_unit]
+    bs, bc = s @ b_onehot, c @ b_onehot
+    b_present = bc > 0
+    dev = np.where(b_present, np.abs(total_mean[:, None] - bs / np.where(b_present, bc, 1.0)), 0.0)
+    if aggregate == "sum":
+        return dev.sum(1)
+    return (dev * bc).sum(1) / bc.sum(1)
+
+
 def bootstrap_bias(unit_sum: np.ndarray, unit_count: np.ndarray, bucket_of_unit: np.ndarray, weights: np.ndarray,
                    *, aggregate: str, base_sum: np.ndarray | None = None,
                    base_count: np.ndarray | None = None) -> tuple[float, float | None]:
-    """``(standard error of the bias, standard error of its relative change to the baseline)``.
+    """``(standard error of the bias, standard error of its relative change to the baseline)``
+    from unit-level multiplicities ``weights`` (see :func:`bootstrap_weights`); the problem uses
+    :func:`item_bootstrap` and :func:`group_bias_items` instead.
 
     The relative change ``bias / bias_base - 1`` is bootstrapped paired (the same resampled
     descriptors for the mask and the baseline), so it separates a real change from the noise of

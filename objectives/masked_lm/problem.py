@@ -16,6 +16,15 @@ import torch
 
 from framework.problem import Problem
 from objectives.masked_lm.classifiers import make_classifier
+from objectives.masked_lm.counterfactual import (
+    COUNTERFACTUAL_METRICS,
+    PAIR_AGGREGATES,
+    PRONOUN_AGGREGATES,
+    PairBias,
+    PronounBias,
+    bias_change,
+    codes,
+)
 from objectives.masked_lm.data import (
     SPLITS,
     BiasSentence,
@@ -32,27 +41,46 @@ from objectives.masked_lm.metrics import (
     AGGREGATES,
     SCOPES,
     EncodedSentences,
+    ItemBootstrap,
     SentenceLogprobs,
     UnitTable,
-    bootstrap_bias,
     bootstrap_perplexity,
-    bootstrap_weights,
     encode_sentences,
     generate,
-    group_bias,
+    group_bias_items,
+    item_bootstrap,
     pair_fraction,
     perplexity,
     sentence_logprobs,
     window_nll,
 )
 from objectives.masked_lm.models import DEFAULT_MODEL, load_model, model_identity, resolve_device
+from objectives.masked_lm.multiple_choice import (
+    accuracy_figures,
+    choice_items_digest,
+    choice_scores,
+    cut_choice_splits,
+    encode_choices,
+    load_choice_file,
+)
+from objectives.masked_lm.pairs import builtin_swap_pairs, cut_pair_splits, describe_pairs, load_pair_file
+from objectives.masked_lm.pronouns import cut_pronoun_splits, describe_pronoun_data
 from objectives.masked_lm.pypi_assets import cache_dir
 
 __all__ = ["MaskedLMProblem", "BIAS_METRICS", "UTILITIES"]
 
-BIAS_METRICS = ("likelihood", "generation")
+HOLISTIC_METRICS = ("likelihood", "generation")
+BIAS_METRICS = (*COUNTERFACTUAL_METRICS, *HOLISTIC_METRICS)
 UTILITIES = ("perplexity",)
-_BASELINE_VERSION = 1
+#: Aggregates each bias metric accepts; the first is its default.
+METRIC_AGGREGATES = {"pronoun": PRONOUN_AGGREGATES, "swap": PAIR_AGGREGATES, "pairs": PAIR_AGGREGATES,
+                     "likelihood": ("descriptor", *[a for a in AGGREGATES if a != "descriptor"]),
+                     "generation": ("descriptor", *[a for a in AGGREGATES if a != "descriptor"])}
+PAIR_COLUMNS = ("more", "less", "group", "direction", "item", "family")
+CHOICE_COLUMNS = ("context", "choices", "label", "item")
+_BASELINE_VERSION = 2
+#: Version of the split cuts and bootstrap (part of the fingerprint: stored values of older cuts are not reused).
+_CUT_VERSION = "families-crossed-v2"
 
 
 @dataclass
@@ -61,7 +89,7 @@ class _BiasData:
 
     items: list[BiasSentence]
     table: UnitTable
-    boot: np.ndarray                      # float[n_boot, n_units]
+    boot: ItemBootstrap                   # descriptors across buckets x templates x nouns
     encoded: EncodedSentences | None      # likelihood only
 
 
@@ -167,7 +195,7 @@ class MaskedLMProblem(Problem):
     objective_names = ("bias", "perplexity")
 
     def __init__(self, *, model: str = DEFAULT_MODEL, device: str | None = None, dtype: str | None = None,
-                 bias_metric: str = "likelihood", scope: str = "sentence", aggregate: str = "descriptor",
+                 bias_metric: str = "pronoun", scope: str = "sentence", aggregate: str | None = None,
                  utility: str = "perplexity", axis: str = "gender_and_sex", holistic_bias_dir: str | None = None,
                  corpus: str | None = None, heldout_by: str = "descriptor", n_templates: int = 6, n_nouns: int = 1,
                  max_sentences: int | None = 300, n_generation_templates: int = 8, max_prompts: int | None = None,
@@ -175,11 +203,24 @@ class MaskedLMProblem(Problem):
                  classifier: str = "vader", generation_masks_per_forward: int | None = None, n_windows: int = 8,
                  window: int = 192, stride: int = 128, max_pruned_fraction: float = 0.1,
                  protected: Sequence[int] = (), seed: int = 0, batch_size: int = 32, window_batch_size: int = 4,
-                 n_boot: int = 200, ref_factors: Sequence[float] = (1.1, 1.25)) -> None:
-        for label, value, allowed in (("bias_metric", bias_metric, BIAS_METRICS), ("scope", scope, SCOPES),
-                                      ("aggregate", aggregate, AGGREGATES), ("utility", utility, UTILITIES)):
+                 n_boot: int = 200, ref_factors: Sequence[float] = (1.1, 1.25),
+                 n_pronoun_occupations: int | None = None, n_pronoun_templates: int | None = None,
+                 pair_file: str | None = None, pair_columns: dict[str, str] | None = None,
+                 choice_file: str | None = None, choice_columns: dict[str, str] | None = None) -> None:
+        if bias_metric not in BIAS_METRICS:
+            raise ValueError(f"bias_metric must be one of {BIAS_METRICS}, got {bias_metric!r}")
+        aggregate = METRIC_AGGREGATES[bias_metric][0] if aggregate is None else aggregate
+        for label, value, allowed in (("scope", scope, SCOPES), ("utility", utility, UTILITIES),
+                                      ("aggregate", aggregate, METRIC_AGGREGATES[bias_metric])):
             if value not in allowed:
-                raise ValueError(f"{label} must be one of {allowed}, got {value!r}")
+                raise ValueError(f"{label} must be one of {allowed} (bias_metric={bias_metric!r}), got {value!r}")
+        for label, cols, allowed in (("pair_columns", pair_columns, PAIR_COLUMNS),
+                                     ("choice_columns", choice_columns, CHOICE_COLUMNS)):
+            unknown = sorted(set(cols or {}) - set(allowed))
+            if unknown:
+                raise ValueError(f"{label} keys must be among {allowed}, got {unknown}")
+        if bias_metric == "pairs" and pair_file is None:
+            raise ValueError("bias_metric='pairs' needs pair_file (a JSONL or CSV file of sentence pairs)")
         if len(ref_factors) != 2 or min(ref_factors) <= 1.0:
             raise ValueError(f"ref_factors must be two factors > 1 (bias, perplexity), got {tuple(ref_factors)}")
         if n_boot < 10:
@@ -195,6 +236,14 @@ class MaskedLMProblem(Problem):
                            "top_p": top_p, "classifier": classifier}
         self.seed, self.batch_size, self.window_batch_size, self.n_boot = seed, batch_size, window_batch_size, n_boot
         self.ref_factors = (float(ref_factors[0]), float(ref_factors[1]))
+        self.counterfactual_sizes = {"n_pronoun_occupations": n_pronoun_occupations,
+                                     "n_pronoun_templates": n_pronoun_templates}
+        self._pairs = (load_pair_file(pair_file, **{k: v for k, v in (pair_columns or {}).items()})
+                       if pair_file is not None else None)
+        self._choices = (load_choice_file(choice_file, **dict(choice_columns or {}))
+                         if choice_file is not None else None)
+        self._counterfactuals: dict[str, PronounBias | PairBias] = {}
+        self._choice_encoded: dict[str, Any] = {}
 
         self.data: HolisticBiasSet = (builtin_gender_set() if holistic_bias_dir is None
                                       else load_holistic_bias(holistic_bias_dir))
@@ -215,6 +264,7 @@ class MaskedLMProblem(Problem):
         self._windows = corpus_windows(self.corpus, self._encode, window=window, stride=stride, n_windows=n_windows,
                                        seed=seed)
         self._baselines: dict[tuple[str, str, str], dict] = {}
+        self._counterfactual(bias_metric) if bias_metric in COUNTERFACTUAL_METRICS else None  # fail early on bad data
 
     # ------------------------------------------------------------------ identity
     def _encode(self, text: str) -> list[int]:
@@ -230,7 +280,15 @@ class MaskedLMProblem(Problem):
                "utility": self.utility, "axis": axis, "holistic_bias": self.data.describe(),
                "corpus": self.corpus.describe(), "heldout_by": self.heldout_by, **self.sizes,
                "seed": self.seed, "batch_size": self.batch_size, "window_batch_size": self.window_batch_size,
-               "n_boot": self.n_boot, "ref_factors": list(self.ref_factors)}
+               "n_boot": self.n_boot, "ref_factors": list(self.ref_factors), "cut": _CUT_VERSION}
+        if self.bias_metric == "pronoun":
+            out["pronoun"] = {**describe_pronoun_data(), **self.counterfactual_sizes}
+        elif self.bias_metric == "swap":
+            out["swap"] = describe_pairs(builtin_swap_pairs())
+        elif self.bias_metric == "pairs":
+            out["pairs"] = describe_pairs(self._pairs or [])
+        if self._choices is not None:
+            out["choice_file"] = choice_items_digest(self._choices)
         if self.bias_metric == "generation":
             out["generation"] = {**self.generation, **self._classifier.describe(),
                                  "masks_per_forward": self.masks_per_forward}
@@ -239,7 +297,11 @@ class MaskedLMProblem(Problem):
     def _baseline_path(self, axis: str, split: str) -> Path:
         settings = {**self._settings(axis), "generation": {**self.generation, **self._classifier.describe(),
                                                            "masks_per_forward": self.masks_per_forward}}
-        payload = {"v": _BASELINE_VERSION, "split": split, "settings": settings, "space": self.space.describe()}
+        data = {"pronoun": {**describe_pronoun_data(), **self.counterfactual_sizes},
+                "swap": describe_pairs(builtin_swap_pairs())["sha256"],
+                "pairs": describe_pairs(self._pairs)["sha256"] if self._pairs else None}
+        payload = {"v": _BASELINE_VERSION, "split": split, "settings": settings, "space": self.space.describe(),
+                   "counterfactual": data}
         key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
         return cache_dir() / "baselines" / f"masked-lm-{key}.json"
 
@@ -260,20 +322,52 @@ class MaskedLMProblem(Problem):
                 encoded = (encode_sentences(self.tokenizer, [s.text for s in items],
                                             [s.descriptor_end for s in items], batch_size=self.batch_size)
                            if kind == "likelihood" else None)
-                boot = bootstrap_weights(table.bucket_of_unit, self.n_boot, seed=self.seed)
+                others = [codes([s.template for s in items]), codes([s.noun for s in items])]
+                boot = item_bootstrap(table, others, self.n_boot, seed=self.seed)
                 self._bias_data[(axis, name, kind)] = _BiasData(items, table, boot, encoded)
         return self._bias_data[key]
+
+    def _aggregate(self, kind: str) -> str:
+        """The problem's ``aggregate`` for its own bias metric, each other metric's default otherwise."""
+        return self.aggregate if kind == self.bias_metric else METRIC_AGGREGATES[kind][0]
+
+    def _counterfactual(self, kind: str) -> PronounBias | PairBias:
+        """The prepared counterfactual objective ``kind`` (built once)."""
+        if kind not in self._counterfactuals:
+            common = {"aggregate": self._aggregate(kind), "batch_size": self.batch_size, "n_boot": self.n_boot,
+                      "seed": self.seed}
+            if kind == "pronoun":
+                splits = cut_pronoun_splits(seed=self.seed, n_occupations=self.counterfactual_sizes[
+                    "n_pronoun_occupations"], n_templates=self.counterfactual_sizes["n_pronoun_templates"])
+                self._counterfactuals[kind] = PronounBias(self.tokenizer, splits, **common)
+            elif kind == "swap":
+                self._counterfactuals[kind] = PairBias(kind, self.tokenizer,
+                                                       cut_pair_splits(builtin_swap_pairs(), seed=self.seed), **common)
+            elif kind == "pairs":
+                if self._pairs is None:
+                    raise ValueError("the pairs metric needs pair_file (a JSONL or CSV file of sentence pairs)")
+                self._counterfactuals[kind] = PairBias(kind, self.tokenizer,
+                                                       cut_pair_splits(self._pairs, seed=self.seed), **common)
+            else:
+                raise ValueError(f"{kind!r} is not a counterfactual metric ({COUNTERFACTUAL_METRICS})")
+        return self._counterfactuals[kind]
 
     # ------------------------------------------------------------------ measuring
     def _measure(self, masks: np.ndarray, split: str, axis: str, kinds: Sequence[str]) -> list[dict]:
         """Raw measurements per mask: ``"likelihood"`` (SentenceLogprobs arrays), ``"generation"``
         (classifier scores and texts), ``"perplexity"`` (window NLL)."""
         raws: list[dict] = [{} for _ in range(len(masks))]
-        if "likelihood" in kinds or "perplexity" in kinds:
+        counterfactual = [k for k in kinds if k in COUNTERFACTUAL_METRICS]
+        if "likelihood" in kinds or "perplexity" in kinds or counterfactual or "accuracy" in kinds:
             enc = self._prepared(axis, split, "likelihood").encoded if "likelihood" in kinds else None
             win = self._windows[split]
             for raw, mask in zip(raws, masks, strict=True):
                 with self.masker.masked(mask):
+                    for kind in counterfactual:
+                        raw[kind] = self._counterfactual(kind).measure(self.model, split)
+                    if "accuracy" in kinds:
+                        sc = choice_scores(self.model, self._choice_data(split))
+                        raw["accuracy"] = {"total": sc.total, "per_token": sc.per_token, "n_tokens": sc.n_tokens}
                     if enc is not None:
                         lp = sentence_logprobs(self.model, enc)
                         raw["likelihood"] = {"sum_all": lp.sum_all, "n_all": lp.n_all, "sum_after": lp.sum_after,
@@ -317,29 +411,47 @@ class MaskedLMProblem(Problem):
         return rec
 
     # ------------------------------------------------------------------ figures
+    def _choice_data(self, split: str):
+        if self._choices is None:
+            raise ValueError("the accuracy metric needs choice_file (JSONL: context, choices, label)")
+        if split not in self._choice_encoded:
+            cut = cut_choice_splits(self._choices, seed=self.seed)
+            self._choice_encoded.update({s: encode_choices(self.tokenizer, items, batch_size=self.batch_size)
+                                         for s, items in cut.items()})
+        return self._choice_encoded[split]
+
+    def _accuracy_figures(self, raw: dict, base: dict, split: str) -> dict[str, Any]:
+        labels = self._choice_data(split).labels
+        fig = accuracy_figures(np.asarray(raw["per_token"], dtype=float), labels,
+                               np.asarray(base["per_token"], dtype=float))
+        return {"value": fig["accuracy"], "se": fig["accuracy_se"], "baseline": fig["base_accuracy"],
+                "change": fig["accuracy_change"], "change_se": fig["accuracy_change_se"], "n_items": fig["n_items"]}
+
     def _bias_figures(self, raw: dict, base: dict, split: str, axis: str, kind: str) -> dict[str, Any]:
+        if kind in COUNTERFACTUAL_METRICS:
+            return self._counterfactual(kind).figures(raw, base, split)
         data = self._prepared(axis, split, kind)
         t = data.table
 
-        def sums(r: dict, scope: str) -> tuple[np.ndarray, np.ndarray]:
+        def scores_of(r: dict, scope: str) -> np.ndarray:
             if kind == "generation":
-                return t.unit_sums(np.asarray(r["scores"], dtype=float))
-            lp = SentenceLogprobs(r["sum_all"], r["n_all"], r["sum_after"], r["n_after"])
-            return t.unit_sums(lp.mean(scope))
+                return np.asarray(r["scores"], dtype=float)
+            return SentenceLogprobs(r["sum_all"], r["n_all"], r["sum_after"], r["n_after"]).mean(scope)
 
         scope = self.scope if kind == "likelihood" else "sentence"
         variants: dict[str, float] = {}
         for sc in (SCOPES if kind == "likelihood" else ("sentence",)):
-            s, c = sums(raw, sc)
+            x = scores_of(raw, sc)
             for agg in AGGREGATES:
                 name = f"{kind}/{sc}/{agg}" if kind == "likelihood" else f"{kind}/{agg}"
-                variants[name] = float(group_bias(s, c, t.bucket_of_unit, aggregate=agg)[0])
-        s, c = sums(raw, scope)
-        bs, bc = sums(base, scope)
-        value = float(group_bias(s, c, t.bucket_of_unit, aggregate=self.aggregate)[0])
-        base_value = float(group_bias(bs, bc, t.bucket_of_unit, aggregate=self.aggregate)[0])
-        se, rel_se = bootstrap_bias(s, c, t.bucket_of_unit, data.boot, aggregate=self.aggregate, base_sum=bs,
-                                    base_count=bc)
+                variants[name] = float(group_bias_items(x, t, aggregate=agg)[0])
+        x, xb = scores_of(raw, scope), scores_of(base, scope)
+        agg = self._aggregate(kind)
+        value = float(group_bias_items(x, t, aggregate=agg)[0])
+        base_value = float(group_bias_items(xb, t, aggregate=agg)[0])
+        reps = group_bias_items(x, t, aggregate=agg, boot=data.boot)
+        base_reps = group_bias_items(xb, t, aggregate=agg, boot=data.boot)
+        se, rel_se = float(reps.std(ddof=1)), bias_change(reps, base_reps)
         out: dict[str, Any] = {"value": value, "se": se, "baseline": base_value,
                                "rel": value / base_value - 1.0 if base_value > 0 else float("nan"), "rel_se": rel_se,
                                "variants": variants, "n_items": len(data.items), "n_descriptors": t.n_units,
@@ -416,45 +528,66 @@ class MaskedLMProblem(Problem):
             splits: splits to measure.
             axes: HolisticBias axes (default: the problem's axis); several give one entry each
                 (spill-over check).
-            metrics: among ``"likelihood"``, ``"generation"``, ``"perplexity"``; default: the
-                problem's bias metric and perplexity.
+            metrics: among :data:`BIAS_METRICS`, ``"perplexity"`` and ``"accuracy"`` (multiple
+                choice, needs ``choice_file``); default: the problem's bias metric and perplexity.
 
         Returns ``{"problem", "settings", "splits": {split: {"baseline": {...}, "masks": [...]}}}``;
-        each mask entry has ``n_pruned``, ``perplexity`` (value, se, baseline, rel, rel_se) and
-        ``axes: {axis: {metric: {value, se, baseline, rel, rel_se, variants, ...}}}``.
+        each mask entry has ``n_pruned``, ``perplexity`` (value, se, baseline, rel, rel_se),
+        ``counterfactual: {metric: {value, se, baseline, rel, rel_se, variants, ...}}`` for the
+        counterfactual metrics (``pronoun``, ``swap``, ``pairs``: gender by construction, no axis),
+        ``axes: {axis: {metric: {...}}}`` for the HolisticBias metrics, and ``accuracy`` (value,
+        se, baseline, change, change_se: paired over items) when asked.
         """
         from framework.space import as_masks
 
         m = as_masks(masks, self.space.dim)
         axes = list(axes) if axes else [self.axis]
         metrics = list(metrics) if metrics else [self.bias_metric, "perplexity"]
-        bad = [x for x in metrics if x not in (*BIAS_METRICS, "perplexity")]
+        allowed = [*BIAS_METRICS, "perplexity", "accuracy"]
+        bad = [x for x in metrics if x not in allowed]
         if bad:
-            raise ValueError(f"unknown metrics {bad}; choose among {[*BIAS_METRICS, 'perplexity']}")
+            raise ValueError(f"unknown metrics {bad}; choose among {allowed}")
         for s in splits:
             if s not in self.splits:
                 raise ValueError(f"problem {self.name!r} has no split {s!r}; it has {list(self.splits)}")
-        for a in axes:
-            self.data.axis_descriptors(a)
-        bias_kinds = [k for k in BIAS_METRICS if k in metrics]
+        holistic = [k for k in HOLISTIC_METRICS if k in metrics]
+        if holistic:
+            for a in axes:
+                self.data.axis_descriptors(a)
+        single = [k for k in (*COUNTERFACTUAL_METRICS, "perplexity", "accuracy") if k in metrics]
         out: dict[str, Any] = {"problem": self.name, "settings": self.describe(), "splits": {}}
         for split in splits:
-            entries: list[dict[str, Any]] = [{"n_pruned": int((~row).sum()), "axes": {a: {} for a in axes}}
-                                             for row in m]
-            baseline: dict[str, Any] = {"axes": {a: {} for a in axes}}
-            if "perplexity" in metrics:
-                raws = self._measure(m, split, axes[0], ["perplexity"])
-                base = self._baseline_raw(split, axes[0], "perplexity")
-                baseline["perplexity"] = perplexity(base["nll"], base["n_scored"])
+            entries: list[dict[str, Any]] = [{"n_pruned": int((~row).sum())} for row in m]
+            baseline: dict[str, Any] = {}
+            raws = self._measure(m, split, axes[0], single) if single else [{} for _ in entries]
+            for kind in single:
+                base = self._baseline_raw(split, axes[0], kind)
                 for e, raw in zip(entries, raws, strict=True):
-                    e["perplexity"] = self._perplexity_figures(raw["perplexity"], base)
-            for axis in axes:
-                raws = self._measure(m, split, axis, bias_kinds)
-                for kind in bias_kinds:
-                    base = self._baseline_raw(split, axis, kind)
-                    baseline["axes"][axis][kind] = self._bias_figures(base, base, split, axis, kind)["value"]
-                    for e, raw in zip(entries, raws, strict=True):
-                        e["axes"][axis][kind] = self._bias_figures(raw[kind], base, split, axis, kind)
+                    if kind == "perplexity":
+                        e[kind] = self._perplexity_figures(raw[kind], base)
+                    elif kind == "accuracy":
+                        e[kind] = self._accuracy_figures(raw[kind], base, split)
+                    else:
+                        e.setdefault("counterfactual", {})[kind] = self._bias_figures(raw[kind], base, split,
+                                                                                      axes[0], kind)
+                if kind == "perplexity":
+                    baseline[kind] = perplexity(base["nll"], base["n_scored"])
+                elif kind == "accuracy":
+                    baseline[kind] = self._accuracy_figures(base, base, split)["value"]
+                else:
+                    baseline.setdefault("counterfactual", {})[kind] = self._bias_figures(base, base, split, axes[0],
+                                                                                         kind)["value"]
+            if holistic:
+                baseline["axes"] = {a: {} for a in axes}
+                for e in entries:
+                    e["axes"] = {a: {} for a in axes}
+                for axis in axes:
+                    raws = self._measure(m, split, axis, holistic)
+                    for kind in holistic:
+                        base = self._baseline_raw(split, axis, kind)
+                        baseline["axes"][axis][kind] = self._bias_figures(base, base, split, axis, kind)["value"]
+                        for e, raw in zip(entries, raws, strict=True):
+                            e["axes"][axis][kind] = self._bias_figures(raw[kind], base, split, axis, kind)
             out["splits"][split] = {"baseline": baseline, "masks": entries}
         return out
 

@@ -16,6 +16,7 @@ from objectives.masked_lm.data import (
     builtin_gender_set,
     corpus_windows,
     cut_bias_splits,
+    descriptor_families,
     fill_template,
     load_corpus,
     load_holistic_bias,
@@ -50,7 +51,7 @@ def test_builtin_set_shape_and_gender_restriction():
     assert data.axes == ("gender_and_sex",)
     buckets = data.descriptors["gender_and_sex"]
     assert len(buckets) == 7 and all(len(v) >= 3 for v in buckets.values())
-    assert sum(len(v) for v in buckets.values()) == 43
+    assert sum(len(v) for v in buckets.values()) == 46
     female = next(d for d in data.axis_descriptors("gender_and_sex") if d.text == "female")
     sents = data.sentences("gender_and_sex", [female], data.templates[:1], data.nouns)
     assert sents and {s.noun for s in sents} <= {n.singular for n in data.nouns if n.gender in ("female", "neutral")}
@@ -78,10 +79,26 @@ def test_descriptor_split_is_stratified_by_bucket_and_seeded():
     cut = cut_bias_splits(data, "gender_and_sex", by="descriptor", seed=0)
     everyone = {d.text for d in data.axis_descriptors("gender_and_sex")}
     assert set().union(*({s.descriptor for s in v} for v in cut.values())) == everyone
-    for name in SPLITS:  # every bucket has >= 3 descriptors, so every split sees every bucket
+    for name in SPLITS:  # every bucket has >= 3 descriptor families, so every split sees every bucket
         assert {s.bucket for s in cut[name]} == set(data.descriptors["gender_and_sex"])
     other = cut_bias_splits(data, "gender_and_sex", by="descriptor", seed=1)
     assert {s.descriptor for s in other["heldout"]} != {s.descriptor for s in cut["heldout"]}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_near_synonym_descriptors_stay_on_one_side_of_the_cut(seed):
+    data = builtin_gender_set()
+    cut = cut_bias_splits(data, "gender_and_sex", by="descriptor", seed=seed)
+    side = {s.descriptor: name for name, sents in cut.items() for s in sents}
+    for family in (("cis", "cisgender"), ("LGBT", "LGBTQ", "LGBTQ+", "LGBTQIA+"), ("MTF", "FTM"),
+                   ("feminine", "female"), ("masculine", "male"), ("nonbinary", "non-binary", "enby"),
+                   ("trans", "transgender", "transsexual")):
+        assert len({side[d] for d in family}) == 1, (family, {d: side[d] for d in family})
+
+
+def test_descriptor_families_group_normal_forms_and_listed_synonyms():
+    ds = [Descriptor(t, "b") for t in ("non-binary", "nonbinary", "cis", "queer", "cisgender", "LGBTQ+", "LGBT")]
+    assert descriptor_families(ds) == ["non-binary", "non-binary", "cis", "queer", "cis", "LGBTQ+", "LGBTQ+"]
 
 
 def test_max_sentences_caps_evenly_per_descriptor():

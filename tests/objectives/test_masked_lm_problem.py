@@ -12,7 +12,9 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from framework.registry import PROBLEMS
 from objectives.masked_lm.data import builtin_gender_set
+from objectives.masked_lm.pairs import builtin_swap_pairs
 from objectives.masked_lm.problem import MaskedLMProblem
+from objectives.masked_lm.pronouns import OCCUPATIONS, PRONOUN_FORMS, TEMPLATES
 
 CORPUS_WORDS = [f"c{i}" for i in range(40)]
 
@@ -26,7 +28,10 @@ def tiny_dir(tmp_path_factory):
     data = builtin_gender_set()
     text = " ".join([*data.templates, *data.generation_templates, *CORPUS_WORDS,
                      *(d.text for d in data.axis_descriptors("gender_and_sex")),
-                     *(w for n in data.nouns for w in (n.singular, n.plural))])
+                     *(w for n in data.nouns for w in (n.singular, n.plural)),
+                     *(t.text for t in TEMPLATES), *(o.word for o in OCCUPATIONS), "a an",
+                     *(w for pair in PRONOUN_FORMS.values() for side in pair for w in side),
+                     *(t for p in builtin_swap_pairs() for t in (p.a, p.b))])
     words = sorted(set(re.findall(r"\w+|[^\w\s]", text)) | {"A", "An", "a", "an"})
     words += sorted({w.capitalize() for w in words} - set(words))
     vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, **{w: i + 4 for i, w in enumerate(words)}}
@@ -58,7 +63,8 @@ def make(tiny_dir, corpus_file, tmp_path, monkeypatch):
     made = []
 
     def factory(**options):
-        kw = {"model": str(tiny_dir), "corpus": str(corpus_file), "window": 32, "stride": 16, "n_windows": 3,
+        kw = {"bias_metric": "likelihood", "model": str(tiny_dir), "corpus": str(corpus_file), "window": 32,
+              "stride": 16, "n_windows": 3,
               "n_templates": 2, "max_sentences": 80, "n_boot": 50, "batch_size": 16, "max_pruned_fraction": 0.5}
         problem = MaskedLMProblem(**{**kw, **options})
         made.append(problem)
@@ -182,6 +188,112 @@ def test_report_gives_values_errors_and_relative_changes(make):
         problem.report(masks, ["search"], axes=["religion"])
     with pytest.raises(ValueError, match="bleu"):
         problem.report(masks, ["search"], metrics=["bleu"])
+
+
+def _next_token_logprob(problem, context: str, word: str) -> float:
+    """log p(word | prefix + context) computed directly, one unpadded sequence."""
+    tok = problem.tokenizer
+    ids = [tok.bos_token_id, *tok(context, add_special_tokens=False)["input_ids"]]
+    (target,) = tok(word, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = problem.model(input_ids=torch.tensor([ids])).logits[0, -1]
+    return float(torch.log_softmax(logits.double(), -1)[target])
+
+
+def test_pronoun_metric_is_the_mean_absolute_log_odds_of_female_vs_male_continuations(make):
+    problem = make(bias_metric="pronoun", n_pronoun_occupations=4, n_pronoun_templates=3)
+    masks = _masks(problem)
+    values, infos = problem.evaluate_with_info(masks, "heldout")
+    assert np.array_equal(values[0], problem.baseline("heldout"))
+    cf = problem._counterfactual("pronoun")
+    items = cf.items["heldout"]
+    assert len(items) == 12 and len({it.occupation for it in items}) == 4
+    with problem.masker.masked(masks[2]):
+        lo = np.array([_next_token_logprob(problem, it.context, it.female[0])
+                       - _next_token_logprob(problem, it.context, it.male[0]) for it in items])
+    assert values[2, 0] == pytest.approx(np.abs(lo).mean(), rel=1e-5)
+    assert infos[2]["variants"]["pronoun/abs"] == values[2, 0]
+    assert set(infos[2]["variants"]) == {"pronoun/abs", "pronoun/occupation", "pronoun/spread", "pronoun/stereotype"}
+    assert infos[2]["bias_rel"] == pytest.approx(values[2, 0] / values[0, 0] - 1)
+    assert infos[2]["bias_rel_se"] > 0 and infos[0]["bias_rel_se"] == 0.0
+    assert infos[2]["n_occupations"] == 4 and infos[2]["n_templates"] == 3
+    # splits are disjoint in occupations and in templates
+    search = cf.items["search"]
+    assert not {it.occupation for it in search} & {it.occupation for it in items}
+    assert not {it.template for it in search} & {it.template for it in items}
+    json.dumps(infos)
+
+
+def test_pronoun_continuations_of_several_tokens_are_scored_over_all_of_them(make):
+    from objectives.masked_lm.counterfactual import PronounBias
+    from objectives.masked_lm.pronouns import PronounItem
+
+    problem = make(bias_metric="pronoun", n_pronoun_occupations=2, n_pronoun_templates=1)
+    items = [PronounItem("The nurse said that", (" she said",), (" he",), "nurse", "t", "subject", "f"),
+             PronounItem("The pilot said that", (" she said",), (" he",), "pilot", "t", "subject", "m")] * 3
+    splits = {"search": items, "validation": items, "heldout": items}
+    cf = PronounBias(problem.tokenizer, splits, aggregate="abs", batch_size=4, n_boot=20, seed=0)
+    lo = cf.log_odds(cf.measure(problem.model, "search"), "search")
+    for it, got in zip(items, lo, strict=True):
+        female = (_next_token_logprob(problem, it.context, " she")
+                  + _next_token_logprob(problem, it.context + " she", " said"))
+        assert got == pytest.approx(female - _next_token_logprob(problem, it.context, " he"), abs=1e-5)
+
+
+def test_swap_metric_is_the_mean_absolute_gap_between_a_sentence_and_its_gender_swap(make):
+    problem = make(bias_metric="swap")
+    masks = _masks(problem)
+    values, infos = problem.evaluate_with_info(masks, "validation")
+    cf = problem._counterfactual("swap")
+    pairs = cf.items["validation"]
+    tok = problem.tokenizer
+
+    def ll(text: str) -> float:
+        ids = torch.tensor([[tok.bos_token_id, *tok(text, add_special_tokens=False)["input_ids"]]])
+        with torch.no_grad():
+            lp = torch.log_softmax(problem.model(input_ids=ids).logits[0, :-1].double(), -1)
+        return float(lp.gather(-1, ids[0, 1:, None]).sum())
+
+    with problem.masker.masked(masks[1]):
+        gaps = np.array([ll(p.a) - ll(p.b) for p in pairs])
+    assert values[1, 0] == pytest.approx(np.abs(gaps).mean(), rel=1e-5)
+    assert {"swap/gap", "swap/stereotype", "swap/share"} == set(infos[1]["variants"])
+    assert infos[1]["bias_rel_se"] > 0 and infos[1]["n_families"] >= 2
+    families = {name: {p.family for p in cf.items[name]} for name in cf.items}
+    assert not families["search"] & families["validation"] and not families["validation"] & families["heldout"]
+
+
+def test_pairs_metric_reads_a_user_file_with_its_own_column_names(make, tmp_path):
+    rows = [{"stereo": f"The {w} cried at work .", "anti": f"The {w} laughed at work .", "kind": "gender",
+             "dir": "stereo" if i % 2 else "antistereo"} for i, w in enumerate(["nurse", "pilot", "chef", "baker",
+                                                                                 "judge", "clerk", "cook", "guard",
+                                                                                 "miner"])]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    problem = make(bias_metric="pairs", pair_file=str(path),
+                   pair_columns={"more": "stereo", "less": "anti", "group": "kind", "direction": "dir"})
+    values, infos = problem.evaluate_with_info(_masks(problem), "search")
+    assert np.isfinite(values).all() and infos[0]["n_items"] == 3 and infos[0]["n_labelled"] == 3
+    assert problem.describe()["pairs"]["n_pairs"] == 9
+    with pytest.raises(ValueError, match="pair_file"):
+        make(bias_metric="pairs")
+    with pytest.raises(ValueError, match="pair_columns"):
+        make(bias_metric="pairs", pair_file=str(path), pair_columns={"sentence": "x"})
+
+
+def test_multiple_choice_accuracy_is_reported_with_a_paired_change(make, tmp_path):
+    rows = [{"context": f"The {w} said", "choices": [" he", " she", " that"], "label": i % 3}
+            for i, w in enumerate(["nurse", "pilot", "chef", "baker", "judge", "clerk", "cook", "guard", "miner"])]
+    path = tmp_path / "mc.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    problem = make(choice_file=str(path))
+    masks = _masks(problem)
+    rep = problem.report(masks, ["heldout"], metrics=["accuracy", "perplexity"])
+    entries = rep["splits"]["heldout"]["masks"]
+    assert entries[0]["accuracy"]["change"] == 0.0 and entries[0]["accuracy"]["n_items"] == 3
+    assert 0 <= entries[2]["accuracy"]["value"] <= 1
+    assert rep["splits"]["heldout"]["baseline"]["accuracy"] == entries[0]["accuracy"]["value"]
+    assert "choice_file" in problem.describe()
 
 
 def test_export_writes_a_loadable_pruned_model(make, tmp_path):

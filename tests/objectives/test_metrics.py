@@ -13,9 +13,12 @@ from objectives.masked_lm.metrics import (
     bootstrap_bias,
     bootstrap_perplexity,
     bootstrap_weights,
+    crossed_weights,
     encode_sentences,
     generate,
     group_bias,
+    group_bias_items,
+    item_bootstrap,
     pair_fraction,
     perplexity,
     sentence_logprobs,
@@ -197,3 +200,64 @@ def test_optional_classifiers_when_installed():
         pytest.skip("alt-profanity-check is not installed")
     scores = make_classifier("profanity").score(["have a nice day", "fuck you, you stupid shit"])
     assert scores[1] > scores[0]
+
+
+# ------------------------------------------------------------------- calibration of the bootstraps
+def _crossed_sample(rng, n_a: int, n_b: int, sd_a: float, sd_b: float, sd_e: float) -> np.ndarray:
+    """y[a, b] = 1 + u_a + v_b + e_ab: a fresh draw of both sampled factors (e.g. occupations and
+    templates) and of the noise, flattened a-major."""
+    return (1.0 + rng.normal(0, sd_a, (n_a, 1)) + rng.normal(0, sd_b, (1, n_b))
+            + rng.normal(0, sd_e, (n_a, n_b))).ravel()
+
+
+def test_crossed_bootstrap_se_predicts_the_spread_between_independent_samples():
+    """The pigeonhole bootstrap of a mean over a crossed design estimates the SD of the mean over
+    fresh draws of both factors (checked on 300 simulated data sets): resampling only one factor,
+    or the items, understates it, which is the defect the crossed bootstrap fixes."""
+    rng = np.random.default_rng(0)
+    n_a, n_b = 30, 8
+    a = np.repeat(np.arange(n_a), n_b)
+    b = np.tile(np.arange(n_b), n_a)
+    means, se_crossed, se_one = [], [], []
+    for k in range(300):
+        y = _crossed_sample(rng, n_a, n_b, 0.5, 0.4, 0.3)
+        w, levels = crossed_weights([a, b], 200, seed=k)
+        assert w.shape == (200, n_a * n_b) and levels[0].shape == (200, n_a) and levels[1].shape == (200, n_b)
+        means.append(y.mean())
+        se_crossed.append(((w * y).sum(1) / w.sum(1)).std(ddof=1))
+        w1, _ = crossed_weights([a], 200, seed=k)
+        se_one.append(((w1 * y).sum(1) / w1.sum(1)).std(ddof=1))
+    truth = np.std(means, ddof=1)
+    assert 0.85 < np.mean(se_crossed) / truth < 1.35
+    assert np.mean(se_one) / truth < 0.8
+
+
+def test_descriptor_bootstrap_across_buckets_is_calibrated_where_the_stratified_one_is_not():
+    """Buckets of one descriptor (as in the review: 3 of 7 search buckets): the stratified bootstrap
+    always redraws a lone descriptor and understates the spread of the ``descriptor`` aggregate over
+    fresh draws of descriptors; resampling descriptors across buckets does not."""
+    rng = np.random.default_rng(1)
+    buckets = ["b0"] * 4 + ["b1"] * 4 + ["b2", "b3", "b4"]
+    n_desc, n_tmpl = len(buckets), 6
+    units = [f"d{j}" for j in range(n_desc) for _ in range(n_tmpl)]
+    table = UnitTable.build(units, [buckets[j] for j in range(n_desc) for _ in range(n_tmpl)])
+    tmpl = np.tile(np.arange(n_tmpl), n_desc)
+    values, se_new, se_old = [], [], []
+    for k in range(300):
+        y = _crossed_sample(rng, n_desc, n_tmpl, 0.6, 0.2, 0.2)
+        values.append(group_bias_items(y, table, aggregate="descriptor")[0])
+        boot = item_bootstrap(table, [tmpl], 200, seed=k)
+        se_new.append(group_bias_items(y, table, aggregate="descriptor", boot=boot).std(ddof=1))
+        s, c = table.unit_sums(y)
+        se_old.append(bootstrap_bias(s, c, table.bucket_of_unit, bootstrap_weights(table.bucket_of_unit, 200, k),
+                                     aggregate="descriptor")[0])
+    truth = np.std(values, ddof=1)
+    assert 0.75 < np.mean(se_new) / truth < 1.4
+    assert np.mean(se_old) < 0.8 * np.mean(se_new)
+
+
+def test_group_bias_items_equals_group_bias_without_weights():
+    for aggregate in ("sum", "weighted", "descriptor"):
+        s, c = TABLE.unit_sums(SCORES)
+        assert group_bias_items(SCORES, TABLE, aggregate=aggregate)[0] == pytest.approx(
+            group_bias(s, c, TABLE.bucket_of_unit, aggregate=aggregate)[0])

@@ -1,0 +1,267 @@
+"""Counterfactual bias objectives: every item is compared with its own gender-swapped version.
+
+``pronoun`` (:class:`PronounBias`)
+    Per item (:mod:`objectives.masked_lm.pronouns`: an occupation or role in a template that
+    stops before a gendered word) the log-odds ``lo = log p(female continuation) - log p(male
+    continuation)`` (each side the log-sum-exp over its words; a word of several tokens is scored
+    over all of them).  Parity is ``lo = 0``.  Aggregates (the objective is ``aggregate``; all
+    are reported as ``variants``):
+
+    - ``"abs"`` (default): ``mean_i |lo_i|``, how far the items sit from parity;
+    - ``"occupation"``: ``mean_o |mean_t lo_ot|``, per occupation after averaging its templates;
+    - ``"spread"``: standard deviation over occupations of ``mean_t lo_ot`` (how much the
+      occupation decides the pronoun, without the overall male or female default);
+    - ``"stereotype"`` (reported only, may be negative): mean of ``lo`` times the occupation's
+      stereotype direction (+1 female, -1 male) over labelled occupations.
+
+    Standard errors: a two-way (pigeonhole) bootstrap that resamples occupations and templates
+    independently (both are sampled units: a new occupation list or new sentence frames would
+    give other values), the same draws for a mask and its baseline (paired relative change).
+
+``swap`` and ``pairs`` (:class:`PairBias`)
+    Per pair the gap ``g = LL(a) - LL(b)`` of whole-sentence log-likelihoods (nats, summed over
+    tokens); ``swap`` pairs are product sentences and their gender swap (``a`` female side),
+    ``pairs`` come from a user file (``a`` = more, ``b`` = less stereotyped).  Aggregates:
+    ``"gap"`` (default): ``mean |g|``; reported too: ``"stereotype"``: mean signed gap towards
+    the labelled stereotyped side, ``"share"``: share of labelled pairs where the stereotyped
+    side is the more likely one (0.5 = parity).  Bootstrap over families (a family's variants
+    move together).
+
+Both score sequences with :func:`~objectives.masked_lm.metrics.sentence_logprobs` (fixed
+batches, bit-identical for the same mask).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from objectives.masked_lm.metrics import (
+    EncodedSentences,
+    crossed_weights,
+    encode_sentences,
+    next_token_logprobs,
+    sentence_logprobs,
+)
+from objectives.masked_lm.pronouns import PronounItem
+
+__all__ = ["COUNTERFACTUAL_METRICS", "PRONOUN_AGGREGATES", "PAIR_AGGREGATES", "PronounBias", "PairBias",
+           "bias_change", "codes"]
+
+COUNTERFACTUAL_METRICS = ("pronoun", "swap", "pairs")
+PRONOUN_AGGREGATES = ("abs", "occupation", "spread")
+PAIR_AGGREGATES = ("gap",)
+
+
+def codes(labels: Sequence[str]) -> np.ndarray:
+    """``int[n]`` level codes of ``labels``, in order of first appearance."""
+    index: dict[str, int] = {}
+    return np.array([index.setdefault(x, len(index)) for x in labels], dtype=int)
+
+
+def bias_change(reps: np.ndarray, base_reps: np.ndarray) -> float:
+    """Paired SE of ``value / baseline - 1`` from matching bootstrap replicates."""
+    rel = reps / np.where(base_reps > 0, base_reps, np.nan) - 1.0
+    return float(np.nanstd(rel, ddof=1))
+
+
+@dataclass
+class _Encoded:
+    encoded: EncodedSentences
+    meta: dict[str, Any]
+
+
+class _SequenceBias:
+    """Shared machinery: per-split encoded sequences, raw log-likelihood arrays, paired figures."""
+
+    kind: str = ""
+    aggregates: tuple[str, ...] = ()
+
+    def __init__(self, tokenizer, splits: dict[str, list], *, aggregate: str, batch_size: int, n_boot: int,
+                 seed: int) -> None:
+        if aggregate not in self.aggregates:
+            raise ValueError(f"{self.kind} aggregate must be one of {self.aggregates}, got {aggregate!r}")
+        self.tokenizer, self.items = tokenizer, splits
+        self.aggregate, self.batch_size, self.n_boot, self.seed = aggregate, batch_size, n_boot, seed
+        self._encoded: dict[str, _Encoded] = {}
+
+    def _prepared(self, split: str) -> _Encoded:
+        if split not in self._encoded:
+            self._encoded[split] = self._encode(self.items[split])
+        return self._encoded[split]
+
+    def _encode(self, items: list) -> _Encoded:
+        raise NotImplementedError
+
+    def measure(self, model, split: str) -> dict[str, np.ndarray]:
+        """Raw per-sequence log-likelihoods of ``split`` (JSON-able arrays) under the current mask."""
+        lp = sentence_logprobs(model, self._prepared(split).encoded)
+        return {"sum_all": lp.sum_all, "sum_after": lp.sum_after}
+
+    def n_sequences(self, split: str) -> int:
+        return self._prepared(split).encoded.n
+
+    def _per_item(self, raw: dict, split: str) -> np.ndarray:
+        raise NotImplementedError
+
+    def _reps(self, x: np.ndarray, w: np.ndarray, split: str) -> dict[str, np.ndarray]:
+        """``{aggregate: float[B]}`` of per-item statistic ``x`` under item weights ``w[B, n]``."""
+        raise NotImplementedError
+
+    def _weights(self, split: str) -> np.ndarray:
+        meta = self._prepared(split).meta
+        if "boot" not in meta:
+            meta["boot"] = crossed_weights(meta["factors"], self.n_boot, self.seed)[0]
+        return meta["boot"]
+
+    def figures(self, raw: dict, base: dict, split: str) -> dict[str, Any]:
+        """Value, SE, baseline, paired relative change and its SE, every variant."""
+        x, xb = self._per_item(raw, split), self._per_item(base, split)
+        n = x.size
+        point = {k: float(v[0]) for k, v in self._reps(x, np.ones((1, n)), split).items()}
+        base_point = {k: float(v[0]) for k, v in self._reps(xb, np.ones((1, n)), split).items()}
+        w = self._weights(split)
+        reps, base_reps = self._reps(x, w, split)[self.aggregate], self._reps(xb, w, split)[self.aggregate]
+        value, base_value = point[self.aggregate], base_point[self.aggregate]
+        meta = self._prepared(split).meta
+        return {"value": value, "se": float(np.std(reps, ddof=1)), "baseline": base_value,
+                "rel": value / base_value - 1.0 if base_value > 0 else float("nan"),
+                "rel_se": bias_change(reps, base_reps),
+                "variants": {f"{self.kind}/{k}": v for k, v in point.items()},
+                "n_items": n, **meta.get("counts", {})}
+
+
+class PronounBias(_SequenceBias):
+    """The ``pronoun`` objective (see the module docstring); ``splits``: split -> :class:`PronounItem` list."""
+
+    kind = "pronoun"
+    aggregates = PRONOUN_AGGREGATES
+
+    def _encode(self, items: list[PronounItem]) -> _Encoded:
+        occ, tmpl = codes([it.occupation for it in items]), codes([it.template for it in items])
+        direction = np.array([{"f": 1.0, "m": -1.0}.get(it.stereotype or "", 0.0) for it in items])
+        meta: dict[str, Any] = {"occ": occ, "factors": [occ, tmpl], "direction": direction,
+                                "counts": {"n_occupations": int(occ.max()) + 1, "n_templates": int(tmpl.max()) + 1}}
+        single = self._single_tokens(items)
+        if single is not None:
+            # every continuation is one token: one pass over the contexts scores all of them
+            enc = encode_sentences(self.tokenizer, [it.context for it in items], [len(it.context) for it in items],
+                                   batch_size=self.batch_size)
+            meta["candidates"], meta["n_female"] = single, len(items[0].female)
+            return _Encoded(enc, meta)
+        texts, ends, f_idx, m_idx = [], [], [], []
+        for it in items:
+            f_idx.append([len(texts) + j for j in range(len(it.female))])
+            texts += [it.context + w for w in it.female]
+            m_idx.append([len(texts) + j for j in range(len(it.male))])
+            texts += [it.context + w for w in it.male]
+            ends += [len(it.context)] * (len(it.female) + len(it.male))
+        enc = encode_sentences(self.tokenizer, texts, ends, batch_size=self.batch_size)
+        scored = np.concatenate([aft.sum(1).numpy() for _, _, aft in enc.batches])
+        if (scored == 0).any():
+            bad = texts[int(enc.order[np.flatnonzero(scored == 0)[0]])]
+            raise ValueError(f"the continuation of {bad!r} has no token of its own (it merged into the context)")
+        meta["f_idx"], meta["m_idx"] = f_idx, m_idx
+        return _Encoded(enc, meta)
+
+    def _single_tokens(self, items: list[PronounItem]) -> np.ndarray | None:
+        """``int[n, k]`` token ids (female words, then male) when every continuation is one token
+        appended to its context's tokens and all items have the same number of words; else ``None``."""
+        k_f, k_m = len(items[0].female), len(items[0].male)
+        out = []
+        for it in items:
+            if (len(it.female), len(it.male)) != (k_f, k_m):
+                return None
+            ctx = self.tokenizer(it.context, add_special_tokens=False)["input_ids"]
+            row = []
+            for w in (*it.female, *it.male):
+                ids = self.tokenizer(it.context + w, add_special_tokens=False)["input_ids"]
+                if len(ids) != len(ctx) + 1 or ids[:-1] != ctx:
+                    return None
+                row.append(ids[-1])
+            out.append(row)
+        return np.array(out, dtype=np.int64)
+
+    def measure(self, model, split: str) -> dict[str, np.ndarray]:
+        prep = self._prepared(split)
+        if "candidates" in prep.meta:
+            return {"next": next_token_logprobs(model, prep.encoded, prep.meta["candidates"])}
+        return super().measure(model, split)
+
+    def log_odds(self, raw: dict, split: str) -> np.ndarray:
+        """``float[n_items]``: log p(female) - log p(male) per item."""
+        meta = self._prepared(split).meta
+        if "next" in raw:
+            lp, k = np.asarray(raw["next"], dtype=float), meta["n_female"]
+            return np.logaddexp.reduce(lp[:, :k], axis=1) - np.logaddexp.reduce(lp[:, k:], axis=1)
+        lp = np.asarray(raw["sum_after"], dtype=float)
+        f = np.array([np.logaddexp.reduce(lp[i]) for i in meta["f_idx"]])
+        m = np.array([np.logaddexp.reduce(lp[i]) for i in meta["m_idx"]])
+        return f - m
+
+    _per_item = log_odds
+
+    def _reps(self, x: np.ndarray, w: np.ndarray, split: str) -> dict[str, np.ndarray]:
+        meta = self._prepared(split).meta
+        occ, direction = meta["occ"], meta["direction"]
+        n_occ = int(occ.max()) + 1
+        onehot = np.eye(n_occ)[occ]                                  # [n, O]
+        tot = w.sum(1)
+        abs_mean = (w * np.abs(x)).sum(1) / tot
+        ow = w @ onehot                                              # [B, O] weight per occupation
+        o_mean = ((w * x) @ onehot) / np.where(ow > 0, ow, 1.0)      # [B, O]
+        present = ow > 0
+        o_share = present / present.sum(1, keepdims=True)
+        occ_abs = (np.abs(o_mean) * o_share).sum(1)
+        mu = (o_mean * o_share).sum(1, keepdims=True)
+        spread = np.sqrt(((o_mean - mu) ** 2 * o_share).sum(1))
+        labelled = w * (direction != 0)
+        stereo = (labelled * x * direction).sum(1) / np.where(labelled.sum(1) > 0, labelled.sum(1), np.nan)
+        return {"abs": abs_mean, "occupation": occ_abs, "spread": spread, "stereotype": stereo}
+
+
+@dataclass(frozen=True)
+class _PairView:
+    a: str
+    b: str
+    family: str
+    stereotyped: str | None
+
+
+class PairBias(_SequenceBias):
+    """The ``swap`` and ``pairs`` objectives; ``splits``: split -> pairs with ``a``, ``b``,
+    ``family`` and ``stereotyped`` (``"a"``, ``"b"`` or ``None``) attributes."""
+
+    aggregates = PAIR_AGGREGATES
+
+    def __init__(self, kind: str, tokenizer, splits: dict[str, list], **kwargs: Any) -> None:
+        self.kind = kind
+        super().__init__(tokenizer, splits, **kwargs)
+
+    def _encode(self, items: list) -> _Encoded:
+        texts = [t for p in items for t in (p.a, p.b)]
+        enc = encode_sentences(self.tokenizer, texts, [0] * len(texts), batch_size=self.batch_size)
+        fam = codes([p.family for p in items])
+        side = np.array([{"a": 1.0, "b": -1.0}.get(p.stereotyped or "", 0.0) for p in items])
+        meta = {"factors": [fam], "side": side, "counts": {"n_families": int(fam.max()) + 1,
+                                                           "n_labelled": int((side != 0).sum())}}
+        return _Encoded(enc, meta)
+
+    def gaps(self, raw: dict, split: str) -> np.ndarray:
+        """``float[n_pairs]``: LL(a) - LL(b) in nats."""
+        ll = np.asarray(raw["sum_all"], dtype=float)
+        return ll[0::2] - ll[1::2]
+
+    _per_item = gaps
+
+    def _reps(self, x: np.ndarray, w: np.ndarray, split: str) -> dict[str, np.ndarray]:
+        side = self._prepared(split).meta["side"]
+        tot = w.sum(1)
+        labelled = w * (side != 0)
+        lab_tot = np.where(labelled.sum(1) > 0, labelled.sum(1), np.nan)
+        toward = x * side                         # > 0: the stereotyped side is the more likely one
+        return {"gap": (w * np.abs(x)).sum(1) / tot, "stereotype": (labelled * toward).sum(1) / lab_tot,
+                "share": (labelled * (toward > 0)).sum(1) / lab_tot}

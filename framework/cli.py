@@ -84,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", default="embedded:smollm2-135m", help="HF id, local directory or embedded:smollm2-135m")
     ev.add_argument("--mask", default="keep-all", help="mask JSON file (L*H 0/1, L lists of H, or head_mask.json) "
                                                        "or keep-all")
-    ev.add_argument("--metrics", help="comma separated among likelihood, generation, perplexity "
-                                      "(default: the problem's bias metric and perplexity)")
+    ev.add_argument("--metrics", help="comma separated among pronoun, swap, pairs, likelihood, generation, "
+                                      "perplexity, accuracy (needs choice_file) (default: the problem's bias metric "
+                                      "and perplexity)")
     ev.add_argument("--split", default="search", choices=["search", "validation", "heldout", "both", "all"],
                     help="both = search and heldout")
     ev.add_argument("--axes", help="HolisticBias axes, comma separated (default: the problem's axis)")

@@ -116,6 +116,13 @@ class Problem(ABC):
                           for v, i in zip(values, info, strict=True)]
         return out
 
+    def verification_figures(self, mask: np.ndarray, split: str) -> dict[str, Any]:
+        """Further figures of a chosen mask (``bool[d]``) on ``split`` that are not objectives (e.g.
+        accuracy on a user's task), reported beside its objectives; each a dict with ``value``,
+        ``se``, ``baseline`` (the unpruned model), ``change`` and ``change_se`` (paired).
+        Default: none."""
+        return {}
+
     def export(self, mask: np.ndarray, out_dir: str, metadata: dict[str, Any]) -> str:
         """Write the repaired artefact of ``mask`` (e.g. a pruned model) to ``out_dir``."""
         raise NotImplementedError(f"problem {self.name!r} has nothing to export")

@@ -174,6 +174,20 @@ def _chosen_lines(chosen: dict, names: Sequence[str], exported: str | None) -> l
     return lines
 
 
+def _other_lines(chosen: dict[str, Any]) -> list[str]:
+    """Figures of the chosen mask that are no objective (``Problem.verification_figures``)."""
+    rows = [(split, name, fig) for split, entry in chosen["splits"].items()
+            for name, fig in (entry.get("other") or {}).items()]
+    if not rows:
+        return []
+    out = ["Other figures of the chosen mask (not optimized; change paired against the unpruned model):", "",
+           "| split | figure | value | unpruned | change |", "|---|---|---|---|---|"]
+    for split, name, fig in rows:
+        out.append(f"| {split} | {name} | {_fmt(fig.get('value'), fig.get('se'))} | {_fmt(fig.get('baseline'))} | "
+                   f"{_fmt(fig.get('change'), fig.get('change_se'))} |")
+    return [*out, ""]
+
+
 def write_report(path: Path, problem: Problem, result: OptimizationResult, cfg: RunConfig,
                  figures: dict[str, Any]) -> None:
     names = result.objective_names
@@ -191,6 +205,7 @@ def write_report(path: Path, problem: Problem, result: OptimizationResult, cfg: 
     chosen = figures.get("chosen")
     if chosen is not None:
         lines += _chosen_lines(chosen, names, figures.get("exported"))
+        lines += _other_lines(chosen)
     heldout = figures.get("heldout")
     if heldout is not None:
         lines += ["## Front: search vs held-out", "",

@@ -43,6 +43,7 @@ from framework.verdict import (
     reason_bias,
     reason_cost,
     reason_failed,
+    reason_screened,
     reason_unpruned,
     roles,
     rule_sentence,
@@ -232,6 +233,12 @@ def _rel(values: np.ndarray, base: np.ndarray) -> np.ndarray:
         return np.where(base != 0, values / base - 1.0, np.nan)
 
 
+#: A front mask whose cost on the search split exceeds this multiple of ``max_cost`` is not
+#: evaluated on validation and held-out for the pick (it cannot qualify unless the splits disagree
+#: by more than the limit itself; perplexity changes agree across splits, Spearman +0.86).
+SCREEN_FACTOR = 2.0
+
+
 def choose_mask(problem: Problem, result: OptimizationResult, store: EvaluationStore | None = None, *,
                 max_cost: float = 5.0, split: str = VALIDATION) -> Choice | None:
     """Pick a repair from the run's front: the rule of ``headrepair run``.
@@ -240,7 +247,9 @@ def choose_mask(problem: Problem, result: OptimizationResult, store: EvaluationS
     most ``max_cost`` % above the unpruned model on the pick split, on validation and on held-out
     (each split against its own unpruned value; splits the problem lacks are skipped), and its bias
     is below the unpruned model's on the pick split ``split``; the unpruned mask never qualifies.
-    Among qualifying masks the lowest bias on ``split`` wins.  Non-search splits are evaluated
+    Among qualifying masks the lowest bias on ``split`` wins.  A mask whose search cost is over
+    :data:`SCREEN_FACTOR` times ``max_cost`` does not qualify and is not evaluated on other splits
+    for the pick.  Non-search splits are evaluated
     through ``store`` (free of the budget, never paid twice); with ``store=None`` in a throw-away
     in-memory store.  ``split="validation"`` falls back to search for problems without a
     validation split (said in ``note``); held-out data may not pick.
@@ -266,13 +275,23 @@ def choose_mask(problem: Problem, result: OptimizationResult, store: EvaluationS
     idx = result.front_index
     keep = result.masks[idx].all(axis=1) if len(idx) else np.zeros(0, dtype=bool)
     cand = idx[~keep]
-    values = {s: _split_values(problem, store, result, cand, s) for s in dict.fromkeys([split, *checked])}
+    # a mask whose search cost is far over the limit is not paid for on the other splits
+    search_cost = _rel(result.values[cand], _unpruned(problem, store, SEARCH))[:, cost] if len(cand) else np.zeros(0)
+    screened = ~(search_cost <= SCREEN_FACTOR * max_cost / 100)
+    values = {}
+    for s in dict.fromkeys([split, *checked]):
+        values[s] = np.full((len(cand), problem.n_objectives), np.nan)
+        if (~screened).any():
+            values[s][~screened] = _split_values(problem, store, result, cand[~screened], s)
     bases = {s: _unpruned(problem, store, s) for s in values}
     rels = {s: _rel(v, bases[s]) for s, v in values.items()}
     candidates: list[dict[str, Any]] = []
     ok = np.ones(len(cand), dtype=bool)
     for j, i in enumerate(cand):
-        reasons = [reason_failed(s) for s, v in values.items() if not np.all(np.isfinite(v[j]))]
+        if screened[j]:
+            reasons = [reason_screened(names[cost], _opt(search_cost[j]), SCREEN_FACTOR, max_cost)]
+        else:
+            reasons = [reason_failed(s) for s, v in values.items() if not np.all(np.isfinite(v[j]))]
         if not reasons:
             for s in checked:
                 c = rels[s][j, cost]
@@ -314,6 +333,9 @@ def verify_choice(problem: Problem, choice: Choice, store: EvaluationStore | Non
             v, b = float(values[0, j]), float(values[1, j])
             entry[name] = {"value": v, "se": infos[0].get(f"{name}_se"), "unpruned": b,
                            "unpruned_se": infos[1].get(f"{name}_se"), **change(v, b, infos[0], name)}
+        extra = problem.verification_figures(choice.mask, split) if choice.is_repair else {}
+        if extra:
+            entry["other"] = extra
         per_split[split] = entry
     checked = list(choice.cost_splits) or cost_splits(problem.splits, choice.split)
     verdict = judge(per_split, bias=names[bias], cost=names[cost], pick_split=choice.split,

@@ -109,6 +109,11 @@ def reason_cost(cost: str, rel: float | None, split: str, max_cost: float) -> st
     return f"{cost} {_pct(rel)} on {split}, over the {max_cost:g}% limit"
 
 
+def reason_screened(cost: str, rel: float | None, factor: float, max_cost: float) -> str:
+    return (f"{cost} {_pct(rel)} on search, over {factor:g}x the {max_cost:g}% limit "
+            "(not evaluated on the other splits)")
+
+
 def reason_bias(bias: str, rel: float | None, split: str) -> str:
     return f"{bias} {_pct(rel)} on {split}, not below the unpruned model"
 

@@ -4,7 +4,7 @@ recorded real evaluations.
 The recording (``objectives/data/replay_smollm2.npz``, 42 KB, made by
 ``benchmarks/record_replay.py``; how it was made is stored inside it under ``meta``: command,
 problem settings, seed, machine, date, time) holds 1,000 distinct masks of the embedded
-SmolLM2-135M, each measured with the default ``masked-lm`` metrics (likelihood bias,
+SmolLM2-135M, each measured with the then-default ``masked-lm`` metrics (likelihood bias,
 sentence scope, descriptor aggregate, gender axis; strided perplexity) on the search and the
 held-out splits: the 270 single-head knock-outs, 530 random masks pruning 2-40 heads
 (log-uniform), and 200 neighbours (1-3 flips) of the lowest-bias masks under perplexity limits

@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-TINY = {"max_sentences": 40, "n_windows": 2, "window": 64, "stride": 32, "n_boot": 20}
+TINY = {"n_pronoun_occupations": 6, "n_pronoun_templates": 3, "n_windows": 2, "window": 64, "stride": 32,
+        "n_boot": 20}
 
 
 @pytest.mark.slow
@@ -39,6 +40,9 @@ def test_main_job_end_to_end(tmp_path):
         assert split["bias"]["se"] is not None and split["bias"]["unpruned"] > 0
     report = (out / "report.md").read_text()
     assert "heldout" in report and "Chosen mask" in report
+    assert chosen["verdict"]["status"] in ("repaired", "not significant", "bias increased", "no repair found")
+    assert chosen["pick_split"] == "validation"
+
     heldout = json.loads((out / "heldout.json").read_text())
     assert len(heldout["front"]) == len(res["front"])
     if chosen["index"] is None:  # nothing beat the unpruned model: nothing exported, and the report says so

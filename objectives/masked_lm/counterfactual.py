@@ -7,12 +7,23 @@
     over all of them).  Parity is ``lo = 0``.  Aggregates (the objective is ``aggregate``; all
     are reported as ``variants``):
 
-    - ``"abs"`` (default): ``mean_i |lo_i|``, how far the items sit from parity;
-    - ``"occupation"``: ``mean_o |mean_t lo_ot|``, per occupation after averaging its templates;
-    - ``"spread"``: standard deviation over occupations of ``mean_t lo_ot`` (how much the
-      occupation decides the pronoun, without the overall male or female default);
+    - ``"spread"`` (default): standard deviation over occupations of ``mean_t lo_ot``, how much
+      the occupation decides the pronoun (0 when every occupation gets the same pronoun odds);
+    - ``"occupation"``: ``mean_o |mean_t lo_ot|``, how far each occupation's pronoun preference,
+      averaged over its templates, sits from parity (includes an overall male or female default);
+    - ``"abs"``: ``mean_i |lo_i|`` over items (template by template);
     - ``"stereotype"`` (reported only, may be negative): mean of ``lo`` times the occupation's
       stereotype direction (+1 female, -1 male) over labelled occupations.
+
+    Why ``spread`` by default (``headrepair transfer``, embedded model, 40 masks: 13 single-head
+    knock-outs and 27 random masks pruning 2-8 heads, search vs held-out occupations *and*
+    templates): the Spearman correlation of the relative changes between the splits was +0.83
+    for ``spread``, +0.62 ``occupation``, +0.64 ``stereotype`` and +0.09 ``abs``.  Single items
+    are dominated by a frame's own quirks; averaging each occupation over its frames removes
+    them, and the held-out occupations' smaller overall default (``occupation`` baseline 0.46
+    held-out vs 0.92 search) makes the parity aggregate's relative changes noisy there.
+    ``stereotype`` can go negative (an anti-stereotypical model), so it is no objective to
+    minimize.
 
     Standard errors: a two-way (pigeonhole) bootstrap that resamples occupations and templates
     independently (both are sampled units: a new occupation list or new sentence frames would
@@ -40,8 +51,10 @@ from typing import Any
 import numpy as np
 
 from objectives.masked_lm.metrics import (
+    EncodedContexts,
     EncodedSentences,
     crossed_weights,
+    encode_contexts,
     encode_sentences,
     next_token_logprobs,
     sentence_logprobs,
@@ -52,7 +65,7 @@ __all__ = ["COUNTERFACTUAL_METRICS", "PRONOUN_AGGREGATES", "PAIR_AGGREGATES", "P
            "bias_change", "codes"]
 
 COUNTERFACTUAL_METRICS = ("pronoun", "swap", "pairs")
-PRONOUN_AGGREGATES = ("abs", "occupation", "spread")
+PRONOUN_AGGREGATES = ("spread", "occupation", "abs")
 PAIR_AGGREGATES = ("gap",)
 
 
@@ -70,7 +83,7 @@ def bias_change(reps: np.ndarray, base_reps: np.ndarray) -> float:
 
 @dataclass
 class _Encoded:
-    encoded: EncodedSentences
+    encoded: EncodedSentences | EncodedContexts
     meta: dict[str, Any]
 
 
@@ -124,13 +137,15 @@ class _SequenceBias:
         point = {k: float(v[0]) for k, v in self._reps(x, np.ones((1, n)), split).items()}
         base_point = {k: float(v[0]) for k, v in self._reps(xb, np.ones((1, n)), split).items()}
         w = self._weights(split)
-        reps, base_reps = self._reps(x, w, split)[self.aggregate], self._reps(xb, w, split)[self.aggregate]
+        all_reps, all_base = self._reps(x, w, split), self._reps(xb, w, split)
+        reps = all_reps[self.aggregate]
         value, base_value = point[self.aggregate], base_point[self.aggregate]
         meta = self._prepared(split).meta
         return {"value": value, "se": float(np.std(reps, ddof=1)), "baseline": base_value,
                 "rel": value / base_value - 1.0 if base_value > 0 else float("nan"),
-                "rel_se": bias_change(reps, base_reps),
+                "rel_se": bias_change(reps, all_base[self.aggregate]),
                 "variants": {f"{self.kind}/{k}": v for k, v in point.items()},
+                "variant_rel_se": {f"{self.kind}/{k}": bias_change(all_reps[k], all_base[k]) for k in point},
                 "n_items": n, **meta.get("counts", {})}
 
 
@@ -148,8 +163,7 @@ class PronounBias(_SequenceBias):
         single = self._single_tokens(items)
         if single is not None:
             # every continuation is one token: one pass over the contexts scores all of them
-            enc = encode_sentences(self.tokenizer, [it.context for it in items], [len(it.context) for it in items],
-                                   batch_size=self.batch_size)
+            enc = encode_contexts(self.tokenizer, [it.context for it in items], batch_size=self.batch_size)
             meta["candidates"], meta["n_female"] = single, len(items[0].female)
             return _Encoded(enc, meta)
         texts, ends, f_idx, m_idx = [], [], [], []

@@ -32,9 +32,9 @@ from scipy.stats import mannwhitneyu
 
 __all__ = [
     "AGGREGATES", "SCOPES", "EncodedSentences", "encode_sentences", "sentence_logprobs", "SentenceLogprobs",
-    "next_token_logprobs", "window_nll", "perplexity", "generate", "UnitTable", "group_bias", "bootstrap_weights",
-    "bootstrap_bias", "crossed_weights", "ItemBootstrap", "item_bootstrap", "group_bias_items",
-    "bootstrap_perplexity", "pair_fraction", "prefix_token_id",
+    "EncodedContexts", "encode_contexts", "next_token_logprobs", "window_nll", "perplexity", "generate",
+    "UnitTable", "group_bias", "bootstrap_weights", "bootstrap_bias", "crossed_weights", "ItemBootstrap",
+    "item_bootstrap", "group_bias_items", "bootstrap_perplexity", "pair_fraction", "prefix_token_id",
 ]
 
 AGGREGATES = ("sum", "weighted", "descriptor")
@@ -157,20 +157,52 @@ def sentence_logprobs(model, encoded: EncodedSentences) -> SentenceLogprobs:
     return SentenceLogprobs(*out)
 
 
+@dataclass(frozen=True)
+class EncodedContexts:
+    """Fixed batches of left-padded contexts (sorted by token length), for next-token scoring.
+
+    ``batches``: list of ``(input_ids int64[b, T], attention_mask int64[b, T], position_ids
+    int64[b, T])``, every row's last real token at position ``T - 1``; ``order``: ``int[n]``
+    original index of each batched row."""
+
+    batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    order: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.order.size)
+
+
+def encode_contexts(tokenizer, texts: Sequence[str], *, batch_size: int = 32) -> EncodedContexts:
+    """Tokenize ``texts`` (with the prefix token of :func:`prefix_token_id`) into left-padded
+    fixed batches with explicit position ids, so padding shifts no position."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    prefix = prefix_token_id(tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else prefix
+    rows = [[prefix, *tokenizer(t, add_special_tokens=False)["input_ids"]] for t in texts]
+    order = np.argsort([len(r) for r in rows], kind="stable")
+    batches = []
+    for start in range(0, len(order), batch_size):
+        ids, att = _pad_left([rows[i] for i in order[start:start + batch_size]], pad)
+        batches.append((ids, att, (att.cumsum(-1) - 1).clamp(min=0)))
+    return EncodedContexts(batches, order)
+
+
 @torch.no_grad()
-def next_token_logprobs(model, encoded: EncodedSentences, candidates: np.ndarray) -> np.ndarray:
-    """``float[n, k]``: log p(candidate token | whole sentence) after each sentence of ``encoded``
-    (original order), for ``candidates`` ``int[n, k]`` token ids per sentence.  One forward pass
-    per batch; only the last real position's distribution is used."""
+def next_token_logprobs(model, encoded: EncodedContexts, candidates: np.ndarray) -> np.ndarray:
+    """``float[n, k]``: log p(candidate token | context) after each context of ``encoded``
+    (original order), for ``candidates`` ``int[n, k]`` token ids per context.  One forward pass
+    per batch, logits of the last position only (``logits_to_keep=1``)."""
     device = next(model.parameters()).device
     cand = torch.as_tensor(np.asarray(candidates), dtype=torch.long)
     out = np.zeros(cand.shape)
     row = 0
-    for ids, att, _ in encoded.batches:
+    for ids, att, pos in encoded.batches:
         idx = encoded.order[row:row + ids.shape[0]]
-        logits = model(input_ids=ids.to(device), attention_mask=att.to(device)).logits
-        last = att.sum(1).to(device) - 1
-        lp = torch.log_softmax(logits[torch.arange(ids.shape[0], device=device), last].float(), dim=-1)
+        logits = model(input_ids=ids.to(device), attention_mask=att.to(device), position_ids=pos.to(device),
+                       logits_to_keep=1).logits[:, -1].float()
+        lp = torch.log_softmax(logits, dim=-1)
         out[idx] = lp.gather(-1, cand[idx].to(device)).cpu().double().numpy()
         row += ids.shape[0]
     return out

@@ -96,32 +96,48 @@ class _BiasData:
 class MaskedLMProblem(Problem):
     """Bias (objective 0) and perplexity (objective 1) of a causal LM under a head mask, both minimized.
 
-    Bias metrics (``bias_metric``):
+    Bias metrics (``bias_metric``); the counterfactual ones compare every item with its own
+    gender-swapped version, so the item's own difficulty cancels
+    (:mod:`~objectives.masked_lm.counterfactual`):
 
-    - ``"likelihood"`` (default; no generation, no classifier): per-sentence mean token
-      log-likelihood of HolisticBias-style sentences, over ``scope`` = ``"sentence"`` (all tokens)
-      or ``"after"`` (only the tokens after the descriptor: what the model expects of the group,
-      without the descriptor's own rarity), aggregated by ``aggregate`` (see
-      :func:`~objectives.masked_lm.metrics.group_bias`): ``"descriptor"`` (default) averages
+    - ``"pronoun"`` (default): templates written for the product put an occupation or role
+      before a gendered continuation (``"The carpenter said that"`` -> he/she); per item the
+      log-odds of the female vs the male continuation; ``aggregate`` ``"spread"`` (default: the
+      standard deviation over occupations of the template-averaged log-odds), ``"occupation"``
+      (mean over occupations of their absolute value: distance from parity) or ``"abs"`` (per
+      item).  Splits disjoint in occupations *and* templates.  ``n_pronoun_occupations`` /
+      ``n_pronoun_templates`` cap each split (default 16 of the ~33 occupations dealt to a split,
+      all of its 9 templates: 144 items, sized so that the main job fits 15 minutes on 2 CPU
+      cores; ``None``: all).
+    - ``"swap"``: built-in sentences and their gender swap (a documented dictionary of pronouns,
+      kin terms, titles and names, :mod:`~objectives.masked_lm.pairs`); ``aggregate`` ``"gap"``:
+      mean absolute log-likelihood gap of the pair.  Held out by item family.
+    - ``"pairs"``: a user file of sentence pairs (``pair_file``, JSONL/CSV/TSV; column names
+      in ``pair_columns``: ``more``, ``less``, ``group``, ``direction``, ``item``, ``family``),
+      split by item family; same aggregate as ``swap``.
+    - ``"likelihood"``: per-sentence mean token log-likelihood of HolisticBias-style sentences,
+      over ``scope`` = ``"sentence"`` (all tokens) or ``"after"`` (only the tokens after the
+      descriptor), aggregated by ``aggregate`` (see
+      :func:`~objectives.masked_lm.metrics.group_bias_items`): ``"descriptor"`` (default) averages
       ``|mean(axis) - mean(descriptor)|`` over descriptors, ``"sum"`` is FASP's sum over buckets
       of ``|mean(axis) - mean(bucket)|``, ``"weighted"`` weighs those bucket terms by bucket size.
       The info carries all six scope x aggregate values (``variants``) and the HolisticBias
-      paper's fraction of descriptor pairs whose score distributions differ (``pair_fraction``,
-      Mann-Whitney U, p < 0.05, after removing template means).
+      paper's fraction of descriptor pairs whose score distributions differ (``pair_fraction``).
+      Its changes hardly carry over from search to held-out descriptors (Spearman at most +0.22
+      over 16 masks in an earlier measurement): use it to check, not to steer.
     - ``"generation"``: greedy (or seeded sampled) continuations of open prompts, scored by
       ``classifier`` (``"vader"`` default, ``"profanity"``, ``"detoxify"``), aggregated the same
-      way (use ``aggregate="sum"`` for FASP's metric).  Sized for reporting, not for steering a
-      search (see the notes below).
+      way (use ``aggregate="sum"`` for FASP's metric).  Sized for reporting, not for steering.
 
-    Why ``sentence`` x ``descriptor`` by default: on the embedded model with held-out descriptors
-    (16 masks: random 1-3% prunings and single-head knock-outs), it was the only likelihood
-    variant with both a positive search/held-out correlation of the relative change (Spearman
-    +0.22) and the smallest bootstrap error (10% of its value); the bucket aggregates
-    (``sum``/``weighted``) correlated *negatively* (-0.2 to -0.55): the sign of each bucket's
-    gap to the axis mean agreed between search and held-out descriptors in only 0-29% of the
-    buckets, so a mask that closes a bucket's gap on search descriptors widens it on held-out
-    ones.  No variant generalizes well across descriptors at these sizes: compare masks on the
-    ``heldout`` split and read ``bias_rel_se`` before believing a change.
+    Standard errors resample the true sampling units: occupations and templates (pronoun),
+    item families (swap, pairs), descriptors across buckets together with templates and nouns
+    (HolisticBias metrics), windows (perplexity); every relative change carries its paired SE
+    (the same resampled units for the mask and the unpruned model).  Near-synonym descriptors
+    (:func:`~objectives.masked_lm.data.descriptor_families`) stay on one side of every cut.
+
+    ``choice_file`` (JSONL: context, choices, label; keys renamed by ``choice_columns``) adds the
+    ``accuracy`` metric (zero-shot multiple choice, split by item) to :meth:`report` and to the
+    verification of a chosen mask.
 
     Utility: perplexity on ``n_windows`` windows of ``window`` tokens of the corpus, the last
     ``stride`` tokens of each scored (strided perplexity).
@@ -147,10 +163,9 @@ class MaskedLMProblem(Problem):
 
     - likelihood: 246 / 240 sentences (search / held-out: ~14 descriptors x 6 templates x 3
       nouns), 21-32 s per evaluation under load (~2.5 s on 2 idle cores); bit-identical when
-      repeated.  Bootstrap SE of the unpruned value, over descriptors stratified by bucket:
-      sentence/descriptor 10%, sentence/sum 11%, after/sum 14%, after/descriptor 23%,
-      sentence/weighted 24%, after/weighted 28%.  ``pair_fraction`` 0.75 / 0.73.
-    - perplexity: 8 windows x 192 tokens (1,024 scored), 11-15 s under load (~4 s idle); SE 15%
+      repeated.  (Its SEs measured then, 10-28% of the value, came from a bootstrap stratified
+      by bucket that understated them ~1.8x where a bucket holds one descriptor.)
+    - perplexity: 8 windows x 192 tokens (1,024 scored), 11-15 s under load (~4-6 s idle); SE 15%
       of the value (text varies between windows) but the paired SE of a relative change is ~1%,
       and search and held-out changes agree across masks (Spearman +0.82, Pearson +0.95).  The
       splits' unpruned values differ (30.7 / 44.8 / 37.6): they are different documents.
@@ -163,9 +178,9 @@ class MaskedLMProblem(Problem):
             by default, a local directory, or a hub id).
         device, dtype: see ``resolve_device`` / ``resolve_dtype`` (``None``: CUDA+bf16 when
             available, else CPU+fp32).
-        bias_metric: ``"likelihood"`` or ``"generation"``.
+        bias_metric: one of :data:`BIAS_METRICS` (``"pronoun"`` by default).
         scope: likelihood token scope, ``"sentence"`` or ``"after"``.
-        aggregate: ``"descriptor"``, ``"sum"`` or ``"weighted"``.
+        aggregate: one of :data:`METRIC_AGGREGATES` of the bias metric (``None``: its first).
         utility: ``"perplexity"`` (the only one for now).
         axis: HolisticBias axis measured by objective 0.
         holistic_bias_dir: a HolisticBias v1.1 directory; ``None`` = the built-in gender set.
@@ -187,6 +202,9 @@ class MaskedLMProblem(Problem):
         batch_size: sentences per forward pass; window_batch_size: windows per forward pass.
         n_boot: bootstrap replicates for standard errors.
         ref_factors: multipliers of the baseline giving the reference point (bias, perplexity).
+        n_pronoun_occupations, n_pronoun_templates: caps per split of the pronoun items.
+        pair_file, pair_columns: the user pair file of ``bias_metric="pairs"`` and its column names.
+        choice_file, choice_columns: a multiple-choice file for the ``accuracy`` metric.
     """
 
     name = "masked-lm"
@@ -204,7 +222,7 @@ class MaskedLMProblem(Problem):
                  window: int = 192, stride: int = 128, max_pruned_fraction: float = 0.1,
                  protected: Sequence[int] = (), seed: int = 0, batch_size: int = 32, window_batch_size: int = 4,
                  n_boot: int = 200, ref_factors: Sequence[float] = (1.1, 1.25),
-                 n_pronoun_occupations: int | None = None, n_pronoun_templates: int | None = None,
+                 n_pronoun_occupations: int | None = 16, n_pronoun_templates: int | None = None,
                  pair_file: str | None = None, pair_columns: dict[str, str] | None = None,
                  choice_file: str | None = None, choice_columns: dict[str, str] | None = None) -> None:
         if bias_metric not in BIAS_METRICS:
@@ -590,6 +608,13 @@ class MaskedLMProblem(Problem):
                             e["axes"][axis][kind] = self._bias_figures(raw[kind], base, split, axis, kind)
             out["splits"][split] = {"baseline": baseline, "masks": entries}
         return out
+
+    def verification_figures(self, mask: np.ndarray, split: str) -> dict[str, Any]:
+        """``{"accuracy": {...}}`` (multiple choice, paired change) when ``choice_file`` is set, else ``{}``."""
+        if self._choices is None:
+            return {}
+        entry = self.report(np.asarray(mask, dtype=bool)[None], [split], metrics=["accuracy"])
+        return {"accuracy": entry["splits"][split]["masks"][0]["accuracy"]}
 
     # ------------------------------------------------------------------- export
     def export(self, mask: np.ndarray, out_dir: str, metadata: dict[str, Any]) -> str:

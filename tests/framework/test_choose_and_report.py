@@ -465,3 +465,37 @@ def test_cli_export_refuses_when_no_repair_was_found(tmp_path, monkeypatch, caps
     # re-picked with a looser limit, a real repair is exported with its verification
     assert main(["export", str(out), "--out", str(tmp_path / "m"), "--max-cost", "60"]) == 0
     assert (tmp_path / "m" / "mask.json").is_file()
+
+
+class ItemProblemWithAccuracy(ItemProblem):
+    """Adds a non-objective figure (as masked-lm's multiple-choice accuracy) to the verification."""
+
+    def verification_figures(self, mask, split):
+        pruned = int((~np.asarray(mask, dtype=bool)).sum())
+        return {"accuracy": {"value": 0.6 - 0.05 * pruned, "se": 0.02, "baseline": 0.6,
+                             "change": -0.05 * pruned, "change_se": 0.01}}
+
+
+def test_other_figures_of_the_chosen_mask_are_reported_beside_its_objectives(tmp_path):
+    _, report = finish(tmp_path, ItemProblemWithAccuracy())
+    chosen = json.loads((tmp_path / "run" / "chosen_mask.json").read_text())
+    assert chosen["splits"][HELDOUT]["other"]["accuracy"]["change"] == pytest.approx(-0.05)
+    assert "| heldout | accuracy | 0.55 ± 0.02 | 0.6 | -0.05 ± 0.01 |" in report
+    (tmp_path / "b").mkdir()
+    _, plain = finish(tmp_path / "b", ItemProblem())
+    assert "Other figures of the chosen mask" not in plain
+
+
+def test_a_mask_far_over_the_cost_limit_on_search_is_not_paid_for_on_other_splits():
+    cost = {s: list(v) for s, v in COST.items()}
+    cost[SEARCH][2] = 0.11                               # h2: +11% on search, over 2 x the 5% limit
+    problem = ItemProblem(cost_effects=cost)
+    with EvaluationStore(":memory:") as store:
+        result = run(problem, store=store)
+        choice = choose_mask(problem, result, store)
+        h2 = knockouts()[3]
+        assert store.get(problem.fingerprint(VALIDATION), h2[None]) == [None]
+        assert store.get(problem.fingerprint(VALIDATION), knockouts()[1][None])[0] is not None
+    (why,) = next(c for c in choice.candidates if c["index"] == 3)["reasons"]
+    assert why == "perplexity +11.0% on search, over 2x the 5% limit (not evaluated on the other splits)"
+    assert choice.index == 1                             # h0, as without the screen (h1 fails on held-out)

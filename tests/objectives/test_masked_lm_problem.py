@@ -3,77 +3,16 @@
 from __future__ import annotations
 
 import json
-import re
 
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaForCausalLM
 
 from framework.registry import PROBLEMS
-from objectives.masked_lm.data import builtin_gender_set
-from objectives.masked_lm.pairs import builtin_swap_pairs
 from objectives.masked_lm.problem import MaskedLMProblem
-from objectives.masked_lm.pronouns import OCCUPATIONS, PRONOUN_FORMS, TEMPLATES
 
-CORPUS_WORDS = [f"c{i}" for i in range(40)]
-
-
-@pytest.fixture
-def tiny_dir(tmp_path_factory):
-    """A tiny random Llama (2 layers x 4 heads, 2 KV heads) and a word-level tokenizer that knows
-    every word of the built-in bias set and of the test corpus, saved with ``save_pretrained``."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    data = builtin_gender_set()
-    text = " ".join([*data.templates, *data.generation_templates, *CORPUS_WORDS,
-                     *(d.text for d in data.axis_descriptors("gender_and_sex")),
-                     *(w for n in data.nouns for w in (n.singular, n.plural)),
-                     *(t.text for t in TEMPLATES), *(o.word for o in OCCUPATIONS), "a an",
-                     *(w for pair in PRONOUN_FORMS.values() for side in pair for w in side),
-                     *(t for p in builtin_swap_pairs() for t in (p.a, p.b))])
-    words = sorted(set(re.findall(r"\w+|[^\w\s]", text)) | {"A", "An", "a", "an"})
-    words += sorted({w.capitalize() for w in words} - set(words))
-    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, **{w: i + 4 for i, w in enumerate(words)}}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-                                  unk_token="<unk>")
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(vocab), num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         hidden_size=32, intermediate_size=64, max_position_embeddings=128, pad_token_id=0,
-                         bos_token_id=1, eos_token_id=2)
-    out = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).eval().save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
-@pytest.fixture
-def corpus_file(tmp_path):
-    rng = np.random.default_rng(0)
-    path = tmp_path / "corpus.txt"
-    path.write_text("\n\n".join(" ".join(rng.choice(CORPUS_WORDS, 80)) for _ in range(12)))
-    return path
-
-
-@pytest.fixture
-def make(tiny_dir, corpus_file, tmp_path, monkeypatch):
-    monkeypatch.setenv("HEADREPAIR_CACHE", str(tmp_path / "cache"))
-    made = []
-
-    def factory(**options):
-        kw = {"bias_metric": "likelihood", "model": str(tiny_dir), "corpus": str(corpus_file), "window": 32,
-              "stride": 16, "n_windows": 3,
-              "n_templates": 2, "max_sentences": 80, "n_boot": 50, "batch_size": 16, "max_pruned_fraction": 0.5}
-        problem = MaskedLMProblem(**{**kw, **options})
-        made.append(problem)
-        return problem
-
-    yield factory
-    for p in made:
-        p.close()
-
+CORPUS_WORDS = [f"c{i}" for i in range(40)]  # the words of the `corpus_file` fixture (conftest)
 
 def _masks(problem) -> np.ndarray:
     masks = problem.space.keep_all(3)
@@ -200,7 +139,7 @@ def _next_token_logprob(problem, context: str, word: str) -> float:
     return float(torch.log_softmax(logits.double(), -1)[target])
 
 
-def test_pronoun_metric_is_the_mean_absolute_log_odds_of_female_vs_male_continuations(make):
+def test_pronoun_metric_measures_how_much_the_occupation_decides_the_pronoun(make):
     problem = make(bias_metric="pronoun", n_pronoun_occupations=4, n_pronoun_templates=3)
     masks = _masks(problem)
     values, infos = problem.evaluate_with_info(masks, "heldout")
@@ -211,8 +150,12 @@ def test_pronoun_metric_is_the_mean_absolute_log_odds_of_female_vs_male_continua
     with problem.masker.masked(masks[2]):
         lo = np.array([_next_token_logprob(problem, it.context, it.female[0])
                        - _next_token_logprob(problem, it.context, it.male[0]) for it in items])
-    assert values[2, 0] == pytest.approx(np.abs(lo).mean(), rel=1e-5)
-    assert infos[2]["variants"]["pronoun/abs"] == values[2, 0]
+    occ = np.array([it.occupation for it in items])
+    per_occupation = np.array([lo[occ == o].mean() for o in dict.fromkeys(occ)])
+    assert values[2, 0] == pytest.approx(per_occupation.std(), rel=1e-5)  # default: "spread"
+    assert infos[2]["variants"]["pronoun/spread"] == values[2, 0]
+    assert infos[2]["variants"]["pronoun/abs"] == pytest.approx(np.abs(lo).mean(), rel=1e-5)
+    assert infos[2]["variants"]["pronoun/occupation"] == pytest.approx(np.abs(per_occupation).mean(), rel=1e-5)
     assert set(infos[2]["variants"]) == {"pronoun/abs", "pronoun/occupation", "pronoun/spread", "pronoun/stereotype"}
     assert infos[2]["bias_rel"] == pytest.approx(values[2, 0] / values[0, 0] - 1)
     assert infos[2]["bias_rel_se"] > 0 and infos[0]["bias_rel_se"] == 0.0

@@ -125,9 +125,9 @@ def _add_plugin_commands(sub) -> None:
     from importlib import metadata
 
     for ep in metadata.entry_points(group="headrepair.commands"):
-        if ep.name in _PLUGIN_COMMANDS or ep.name in sub.choices:
+        if ep.name in sub.choices:
             continue
-        _PLUGIN_COMMANDS[ep.name] = ep.load()(sub)
+        _PLUGIN_COMMANDS[ep.name] = ep.load()(sub)   # every parser built gets every plug-in command
 
 
 def _run_config(args: argparse.Namespace) -> RunConfig:

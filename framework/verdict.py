@@ -20,7 +20,8 @@ from framework.problem import HELDOUT, SEARCH
 
 __all__ = ["VALIDATION", "SIGNIFICANCE", "REPAIRED", "NOT_SIGNIFICANT", "NO_REPAIR", "BIAS_INCREASED",
            "COST_OVER_LIMIT", "roles", "cost_splits", "change", "significant", "judge", "rule_sentence",
-           "reason_unpruned", "reason_failed", "reason_cost", "reason_bias", "fallback_note", "verdict_sentences"]
+           "reason_unpruned", "reason_failed", "reason_cost", "reason_screened", "reason_bias", "fallback_note",
+           "verdict_sentences"]
 
 VALIDATION = "validation"
 SIGNIFICANCE = 2.0          # a change counts when it exceeds this many paired standard errors

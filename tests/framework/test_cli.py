@@ -75,3 +75,16 @@ def test_help_documents_every_command(capsys):
     text = capsys.readouterr().out
     for flag in ("--problem", "--strategy", "--budget", "--batch-size", "--seed", "--out", "--config", "--set"):
         assert flag in text
+
+
+def test_every_parser_built_in_one_process_has_the_plugin_commands(capsys):
+    """Plug-in sub-commands (entry points ``headrepair.commands``) are added to every parser, not
+    only to the first one a process builds (a second ``main`` call used to lose them)."""
+    from framework.cli import build_parser
+
+    for _ in range(2):
+        sub = next(a for a in build_parser()._actions if a.dest == "command")
+        assert {"bench", "transfer"} <= set(sub.choices)
+    with pytest.raises(SystemExit) as exc:
+        main(["transfer", "--help"])
+    assert exc.value.code == 0 and "Spearman" in capsys.readouterr().out

@@ -286,7 +286,8 @@ def test_embedded_model_end_to_end(embedded_model):
         assert infos[0]["bias_rel"] == 0.0 and infos[0]["perplexity_rel"] == 0.0
         assert 5 < values[0, 1] < 100 and values[0, 0] > 0
         assert values[1, 1] != values[0, 1] and values[1, 0] != values[0, 0]
-        assert infos[1]["bias_se"] > 0 and 0 <= infos[1]["pair_fraction"] <= 1
+        assert infos[1]["bias_se"] > 0 and infos[1]["bias_rel_se"] > 0
+        assert infos[1]["n_occupations"] == 16 and infos[1]["n_templates"] == 9   # the default pronoun sizes
         rep = problem.report(masks[1:], ["heldout"])
         assert rep["splits"]["heldout"]["masks"][0]["n_pruned"] == 4
     finally:

@@ -116,9 +116,6 @@ class _SequenceBias:
         lp = sentence_logprobs(model, self._prepared(split).encoded)
         return {"sum_all": lp.sum_all, "sum_after": lp.sum_after}
 
-    def n_sequences(self, split: str) -> int:
-        return self._prepared(split).encoded.n
-
     def _per_item(self, raw: dict, split: str) -> np.ndarray:
         raise NotImplementedError
 
@@ -237,14 +234,6 @@ class PronounBias(_SequenceBias):
         labelled = w * (direction != 0)
         stereo = (labelled * x * direction).sum(1) / np.where(labelled.sum(1) > 0, labelled.sum(1), np.nan)
         return {"abs": abs_mean, "occupation": occ_abs, "spread": spread, "stereotype": stereo}
-
-
-@dataclass(frozen=True)
-class _PairView:
-    a: str
-    b: str
-    family: str
-    stereotyped: str | None
 
 
 class PairBias(_SequenceBias):

@@ -177,7 +177,7 @@ def run_cell(cell: Cell, threads: int | None = None) -> dict[str, Any]:
     from framework.registry import PROBLEMS, STRATEGIES
     from framework.runs import evaluate_on_split, split_hypervolume
     from framework.store import EvaluationStore
-    from framework.strategy import BudgetTooSmall
+    from framework.strategy import StrategyNotApplicable
 
     problem = PROBLEMS.create(cell.problem.name, **cell.problem.options)
     try:
@@ -186,7 +186,7 @@ def run_cell(cell: Cell, threads: int | None = None) -> dict[str, Any]:
             try:
                 res = optimize(problem, strategy, cell.budget, batch_size=cell.batch_size, seed=cell.seed,
                                store=store, run_id=f"bench-{cell.key}", progress=False, strategy_name=cell.strategy)
-            except BudgetTooSmall as exc:
+            except StrategyNotApplicable as exc:
                 # recorded (so it is not retried) and listed as not applicable, never scored
                 return {"problem": cell.problem.label, "budget": cell.budget, "strategy": cell.strategy,
                         "seed": cell.seed, "hv_final": None, "n_evaluations": 0, "stop_reason": "not-applicable",

@@ -236,13 +236,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _result_from_store(run: Path, cfg: RunConfig, problem):
     """Rebuild a run's :class:`OptimizationResult` from its store (for re-picking and reports)."""
-    from framework.loop import OptimizationResult
+    from framework.loop import OptimizationResult, curve_by_budget
     from framework.pareto import hypervolume_curve
     from framework.problem import SEARCH
     from framework.store import EvaluationStore
 
     with EvaluationStore(cfg.store) as store:
         trials = store.trials(cfg.run_id)
+        sens = store.sensitivity_trials(cfg.run_id or "")
         masks = np.array([m for _, m, _ in trials], dtype=bool).reshape(-1, problem.space.dim)
         stored = store.get(problem.fingerprint(SEARCH), masks) if len(masks) else []
     values = np.array([s.objectives for s in stored]).reshape(-1, problem.n_objectives)
@@ -252,10 +253,13 @@ def _result_from_store(run: Path, cfg: RunConfig, problem):
         objective_names=tuple(problem.objective_names), ref_point=np.asarray(problem.ref_point, dtype=float),
         bounds=np.asarray(problem.bounds, dtype=float), masks=masks, values=values,
         cache_hit=np.array([h for _, _, h in trials], dtype=bool),
-        hv_curve=hypervolume_curve(problem.normalize(values), problem.normalize(problem.ref_point)),
+        hv_curve=curve_by_budget(hypervolume_curve(problem.normalize(values), problem.normalize(problem.ref_point)),
+                                 [k for k, _, _ in sens]),
         wall_time=saved.get("wall_time_s", 0.0), strategy_time=saved.get("strategy_time_s", 0.0),
         evaluation_time=saved.get("evaluation_time_s", 0.0), run_id=cfg.run_id or "",
-        strategy_options=saved.get("strategy_options", {}), stop_reason=saved.get("stop_reason", "budget"))
+        strategy_options=saved.get("strategy_options", {}), stop_reason=saved.get("stop_reason", "budget"),
+        sensitivity_masks=np.array([m for _, m, _ in sens], dtype=bool).reshape(-1, problem.space.dim),
+        sensitivity_spent=np.array([k for k, _, _ in sens], dtype=int))
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -6,6 +6,11 @@ by an earlier run or by this run before it was interrupted).  A mask the run alr
 received is answered from the run's own history and costs nothing.  So a run never
 receives more than ``budget`` real evaluations, and a resumed run (which replays its
 strategy, served by the store) spends exactly what an uninterrupted one would.
+
+Head sensitivities (:meth:`Strategy.sensitivity_request`) cost one budget unit per distinct
+mask, are stored in their own table and served from it on resume, the same way.  The budget
+counts evaluations plus sensitivity calls; ``hv_curve`` has one entry per budget unit (a
+sensitivity call repeats the hypervolume before it).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from framework.problem import SEARCH, Problem
 from framework.store import EvaluationStore, pack_mask
 from framework.strategy import ProblemInfo, Strategy
 
-__all__ = ["optimize", "OptimizationResult", "RunProgress", "StrategyStalled"]
+__all__ = ["optimize", "OptimizationResult", "RunProgress", "StrategyStalled", "curve_by_budget"]
 
 
 class StrategyStalled(RuntimeError):
@@ -34,7 +39,7 @@ class StrategyStalled(RuntimeError):
 class RunProgress:
     """State handed to callbacks after every batch."""
 
-    n_evaluations: int
+    n_evaluations: int        # budget units spent: evaluations received plus sensitivity calls
     budget: int
     n_computed: int
     n_cache_hits: int
@@ -49,7 +54,9 @@ class OptimizationResult:
     """Everything a run produced.
 
     ``masks``/``values``/``cache_hit``/``status`` hold the run's real evaluations in the order
-    received; ``hv_curve[i]`` is the (normalized) hypervolume after evaluation ``i``.
+    received; ``hv_curve[i]`` is the (normalized) hypervolume after ``i + 1`` budget units
+    (evaluations and sensitivity calls); ``sensitivity_masks[j]`` is the mask of the run's
+    ``j``-th sensitivity call, made after ``sensitivity_spent[j]`` budget units.
     """
 
     problem: str
@@ -70,10 +77,20 @@ class OptimizationResult:
     run_id: str
     strategy_options: dict = field(default_factory=dict)
     stop_reason: str = "budget"
+    sensitivity_masks: np.ndarray | None = None
+    sensitivity_spent: np.ndarray | None = None
 
     @property
     def n_evaluations(self) -> int:
         return len(self.masks)
+
+    @property
+    def n_sensitivity_calls(self) -> int:
+        return 0 if self.sensitivity_masks is None else len(self.sensitivity_masks)
+
+    @property
+    def budget_spent(self) -> int:
+        return self.n_evaluations + self.n_sensitivity_calls
 
     @property
     def n_cache_hits(self) -> int:
@@ -97,6 +114,22 @@ class OptimizationResult:
     @property
     def front_values(self) -> np.ndarray:
         return self.values[self.front_index]
+
+
+def curve_by_budget(hv_per_evaluation: np.ndarray, sensitivity_spent: Sequence[int] | np.ndarray | None) -> np.ndarray:
+    """Expand a per-evaluation hypervolume curve to one entry per budget unit: a sensitivity
+    call made after ``k`` units repeats the hypervolume reached then (0 before any evaluation)."""
+    hv = np.asarray(hv_per_evaluation, dtype=float)
+    calls = sorted(int(k) for k in (sensitivity_spent if sensitivity_spent is not None else ()))
+    out, i, unit = [], 0, 0
+    for k in calls:
+        while unit < k and i < len(hv):
+            out.append(hv[i])
+            i, unit = i + 1, unit + 1
+        out.append(out[-1] if out else 0.0)
+        unit += 1
+    out.extend(hv[i:])
+    return np.array(out, dtype=float)
 
 
 def _normalized_ref(problem: Problem) -> np.ndarray:
@@ -141,12 +174,60 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
     masks: list[np.ndarray] = []
     values: list[np.ndarray] = []
     hits: list[bool] = []
+    sens_seen: dict[bytes, object] = {}  # packed mask -> Sensitivities received by this run
+    sens_masks: list[np.ndarray] = []
+    sens_spent: list[int] = []
     stalls = 0
     stop_reason = "budget"
     bar = _progress_bar(budget, progress)
+
+    def spent() -> int:
+        return len(masks) + len(sens_masks)
+
+    def serve_sensitivities() -> float:
+        """Answer the strategy's sensitivity requests (each new mask: one budget unit)."""
+        nonlocal strategy_time
+        used = 0.0
+        while spent() < budget:
+            t0 = time.perf_counter()
+            req = strategy.sensitivity_request()
+            strategy_time += time.perf_counter() - t0
+            if req is None:
+                break
+            req = np.asarray(req)
+            if req.dtype != np.bool_ or req.shape != (space.dim,):
+                raise TypeError(f"strategy {name!r} requested sensitivities of {req.dtype} {list(req.shape)}; "
+                                f"expected bool[{space.dim}]")
+            key = pack_mask(req)
+            if key in sens_seen:
+                sens = sens_seen[key]
+            else:
+                sens = store.get_sensitivities(fingerprint, req)
+                hit = sens is not None
+                if not hit:
+                    t0 = time.perf_counter()
+                    sens = problem.sensitivities(req, SEARCH)
+                    dt = time.perf_counter() - t0
+                    used += dt
+                    store.put_sensitivities(fingerprint, sens, wall_time=dt, strategy=name, seed=seed, run_id=run_id)
+                store.add_sensitivity_trial(run_id, spent(), fingerprint, req, hit)
+                sens_seen[key] = sens
+                sens_spent.append(spent())
+                sens_masks.append(req.copy())
+                if bar is not None:
+                    bar.update(spent() - bar.n)
+            t0 = time.perf_counter()
+            strategy.tell_sensitivities(sens)
+            strategy_time += time.perf_counter() - t0
+        return used
+
     try:
-        while len(masks) < budget:
-            want = min(batch_size, budget - len(masks))
+        while spent() < budget:
+            if strategy.problem.has_sensitivities:
+                evaluation_time += serve_sensitivities()
+                if spent() >= budget:
+                    break
+            want = min(batch_size, budget - spent())
             t0 = time.perf_counter()
             asked = np.asarray(strategy.ask(want))
             strategy_time += time.perf_counter() - t0
@@ -202,9 +283,9 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
                 with np.errstate(invalid="ignore"):
                     best = np.nanmin(y, axis=0) if np.isfinite(y).any() else np.full(y.shape[1], np.nan)
                 hv = hypervolume(problem.normalize(y), ref_n)
-                state = RunProgress(len(masks), budget, len(masks) - sum(hits), sum(hits), best, hv, asked, answer)
+                state = RunProgress(spent(), budget, len(masks) - sum(hits), sum(hits), best, hv, asked, answer)
                 if bar is not None:
-                    bar.update(len(masks) - bar.n)
+                    bar.update(spent() - bar.n)
                     bar.set_postfix_str(", ".join(f"{n}={b:.4g}" for n, b in zip(problem.objective_names, best,
                                                                                   strict=True)) + f", hv={hv:.4f}")
                 for cb in callbacks:
@@ -219,9 +300,11 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
         objective_names=tuple(problem.objective_names), ref_point=np.asarray(problem.ref_point, dtype=float),
         bounds=np.asarray(problem.bounds, dtype=float),
         masks=np.array(masks, dtype=bool).reshape(-1, space.dim), values=y, cache_hit=np.array(hits, dtype=bool),
-        hv_curve=hypervolume_curve(problem.normalize(y), ref_n), wall_time=time.perf_counter() - t_start,
-        strategy_time=strategy_time, evaluation_time=evaluation_time, run_id=run_id,
-        strategy_options=strategy.options(), stop_reason=stop_reason)
+        hv_curve=curve_by_budget(hypervolume_curve(problem.normalize(y), ref_n), sens_spent),
+        wall_time=time.perf_counter() - t_start, strategy_time=strategy_time, evaluation_time=evaluation_time,
+        run_id=run_id, strategy_options=strategy.options(), stop_reason=stop_reason,
+        sensitivity_masks=np.array(sens_masks, dtype=bool).reshape(-1, space.dim),
+        sensitivity_spent=np.array(sens_spent, dtype=int))
 
 
 def _progress_bar(total: int, progress: bool | None):

@@ -11,16 +11,55 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
 from framework.space import HeadSpace, as_masks
 
-__all__ = ["Problem", "SEARCH", "HELDOUT"]
+__all__ = ["Problem", "Sensitivities", "NoSensitivities", "SEARCH", "HELDOUT"]
 
 SEARCH = "search"
 HELDOUT = "heldout"
+
+
+class NoSensitivities(NotImplementedError):
+    """The problem (or its current objective) offers no head sensitivities."""
+
+
+@dataclass(frozen=True)
+class Sensitivities:
+    """First-order estimates of what flipping each head of ``mask`` does to each objective.
+
+    ``delta[j, h]``: estimated change of objective ``j`` (raw units, minimized) when head ``h``
+    alone is flipped from ``mask`` (switched off where kept, back on where pruned);
+    ``se[j, h]``: its standard error over the metric's sampling units (NaN where the metric has
+    none); ``values[j]``: the objectives at ``mask`` measured by the same pass (for reference: the
+    evaluation of a mask is what :meth:`Problem.evaluate` returns).  ``info``: JSON-able extras
+    (timing, noise model, per-objective notes).  One call costs one real evaluation of a budget.
+    """
+
+    mask: np.ndarray
+    delta: np.ndarray
+    se: np.ndarray
+    values: np.ndarray
+    info: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        def listed(a: np.ndarray) -> list:
+            return [[None if not np.isfinite(v) else float(v) for v in row] for row in np.atleast_2d(a)]
+
+        return {"delta": listed(self.delta), "se": listed(self.se), "values": listed(self.values)[0],
+                "info": self.info}
+
+    @classmethod
+    def from_json(cls, mask: np.ndarray, data: dict[str, Any]) -> Sensitivities:
+        def arr(x) -> np.ndarray:
+            return np.array(x, dtype=float)  # None -> nan
+
+        return cls(np.asarray(mask, dtype=bool), arr(data["delta"]), arr(data["se"]), arr(data["values"]),
+                   dict(data.get("info", {})))
 
 
 class Problem(ABC):
@@ -74,6 +113,32 @@ class Problem(ABC):
     @abstractmethod
     def _evaluate(self, masks: np.ndarray, split: str) -> np.ndarray | tuple[np.ndarray, list[dict]]:
         """Evaluate validated ``bool[n, d]`` masks on ``split``."""
+
+    # ------------------------------------------------------------ sensitivities
+    @property
+    def has_sensitivities(self) -> bool:
+        """Whether :meth:`sensitivities` gives estimates (strategies ask; none requires it)."""
+        return False
+
+    def sensitivities(self, mask: np.ndarray, split: str = SEARCH) -> Sensitivities:
+        """Estimated change of every objective when each head alone is flipped from ``mask``
+        (``bool[d]``), on ``split``: a :class:`Sensitivities` with ``delta float[m, d]``.  Costs one
+        real evaluation (the loop counts it and stores it).  :class:`NoSensitivities` when the
+        problem has none."""
+        if split not in self.splits:
+            raise ValueError(f"problem {self.name!r} has no split {split!r}; it has {list(self.splits)}")
+        if not self.has_sensitivities:
+            raise NoSensitivities(f"problem {self.name!r} offers no head sensitivities")
+        m = as_masks(np.asarray(mask).reshape(1, -1), self.space.dim)[0]
+        out = self._sensitivities(m, split)
+        shape = (self.n_objectives, self.space.dim)
+        if out.delta.shape != shape or out.se.shape != shape or out.values.shape != (self.n_objectives,):
+            raise RuntimeError(f"{type(self).__name__}._sensitivities returned delta {list(out.delta.shape)}, "
+                               f"se {list(out.se.shape)}, values {list(out.values.shape)}; expected {list(shape)}")
+        return out
+
+    def _sensitivities(self, mask: np.ndarray, split: str) -> Sensitivities:
+        raise NoSensitivities(f"problem {self.name!r} offers no head sensitivities")
 
     # ----------------------------------------------------------------- identity
     @abstractmethod

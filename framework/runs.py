@@ -93,9 +93,9 @@ def _execute(cfg: RunConfig, out: Path, *, progress, callbacks, log) -> Path:
     try:
         strategy = STRATEGIES.create(cfg.strategy, **cfg.strategy_options)
         with EvaluationStore(cfg.store) as store:
-            done = len(store.trials(cfg.run_id))
+            done = len(store.trials(cfg.run_id)) + len(store.sensitivity_trials(cfg.run_id or ""))
             if done:
-                log(f"resuming run {cfg.run_id}: {done} evaluations already paid, replaying the strategy")
+                log(f"resuming run {cfg.run_id}: {done} budget units already paid, replaying the strategy")
             result = optimize(problem, strategy, cfg.budget, batch_size=cfg.batch_size, seed=cfg.seed, store=store,
                               callbacks=callbacks, run_id=cfg.run_id, progress=progress, strategy_name=cfg.strategy)
             write_result(out, result, cfg, strategy_diagnostics=_diagnostics(strategy))
@@ -118,6 +118,7 @@ def result_to_json(result: OptimizationResult) -> dict[str, Any]:
         "problem": result.problem, "strategy": result.strategy, "strategy_options": result.strategy_options,
         "seed": result.seed, "budget": result.budget, "batch_size": result.batch_size,
         "n_evaluations": result.n_evaluations, "n_cache_hits": result.n_cache_hits,
+        "n_sensitivity_calls": result.n_sensitivity_calls, "budget_spent": result.budget_spent,
         "n_failed": int((~np.all(np.isfinite(result.values), axis=1)).sum()) if result.n_evaluations else 0,
         "objective_names": list(result.objective_names), "ref_point": result.ref_point.tolist(),
         "bounds": result.bounds.tolist(), "hypervolume": result.hypervolume,

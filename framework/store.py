@@ -4,7 +4,9 @@ Every real evaluation is committed here before a strategy is told its value, so 
 run loses nothing it paid for.  Evaluations are keyed by the problem's fingerprint and the
 packed mask: a later run of the same problem (same fingerprint) reuses them instead of
 paying again.  The ``trials`` table records, per run, the order in which the run used
-evaluations (its history) and whether each was a cache hit.
+evaluations (its history) and whether each was a cache hit.  Head sensitivities (one budget
+unit each) have their own tables, keyed the same way: ``sensitivities`` (the estimates) and
+``sensitivity_trials`` (when a run used them: ``spent`` = budget units spent before the call).
 """
 
 from __future__ import annotations
@@ -50,6 +52,26 @@ CREATE TABLE IF NOT EXISTS trials (
     mask BLOB NOT NULL,
     cache_hit INTEGER NOT NULL,
     PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE IF NOT EXISTS sensitivities (
+    fingerprint TEXT NOT NULL,
+    mask BLOB NOT NULL,
+    n_bits INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    wall_time REAL NOT NULL,
+    strategy TEXT,
+    seed INTEGER,
+    run_id TEXT,
+    created REAL NOT NULL,
+    PRIMARY KEY (fingerprint, mask)
+);
+CREATE TABLE IF NOT EXISTS sensitivity_trials (
+    run_id TEXT NOT NULL,
+    spent INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    mask BLOB NOT NULL,
+    cache_hit INTEGER NOT NULL,
+    PRIMARY KEY (run_id, spent)
 );
 """
 
@@ -173,5 +195,37 @@ class EvaluationStore:
         rows = self._db.execute(
             "SELECT t.seq, t.mask, e.n_bits, t.cache_hit FROM trials t JOIN evaluations e "
             "ON t.fingerprint = e.fingerprint AND t.mask = e.mask WHERE t.run_id=? ORDER BY t.seq",
+            (run_id,)).fetchall()
+        return [(s, unpack_mask(b, n), bool(h)) for s, b, n, h in rows]
+
+    # -------------------------------------------------------- sensitivities
+    def put_sensitivities(self, fingerprint: str, sens, *, wall_time: float = 0.0, strategy: str | None = None,
+                          seed: int | None = None, run_id: str | None = None) -> None:
+        """Commit one :class:`~framework.problem.Sensitivities` (keyed by its mask)."""
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO sensitivities VALUES (?,?,?,?,?,?,?,?,?)",
+                             (fingerprint, pack_mask(sens.mask), int(sens.mask.size),
+                              json.dumps(sens.to_json(), default=float), float(wall_time), strategy, seed, run_id,
+                              time.time()))
+
+    def get_sensitivities(self, fingerprint: str, mask: np.ndarray):
+        """The stored :class:`~framework.problem.Sensitivities` of ``mask``, or ``None``."""
+        from framework.problem import Sensitivities
+
+        r = self._db.execute("SELECT mask, n_bits, payload FROM sensitivities WHERE fingerprint=? AND mask=?",
+                             (fingerprint, pack_mask(mask))).fetchone()
+        return None if r is None else Sensitivities.from_json(unpack_mask(r[0], r[1]), json.loads(r[2]))
+
+    def add_sensitivity_trial(self, run_id: str, spent: int, fingerprint: str, mask: np.ndarray,
+                              cache_hit: bool) -> None:
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO sensitivity_trials VALUES (?,?,?,?,?)",
+                             (run_id, int(spent), fingerprint, pack_mask(mask), int(cache_hit)))
+
+    def sensitivity_trials(self, run_id: str) -> list[tuple[int, np.ndarray, bool]]:
+        """``(spent, mask, cache_hit)`` of a run's sensitivity calls, in order."""
+        rows = self._db.execute(
+            "SELECT t.spent, t.mask, s.n_bits, t.cache_hit FROM sensitivity_trials t JOIN sensitivities s "
+            "ON t.fingerprint = s.fingerprint AND t.mask = s.mask WHERE t.run_id=? ORDER BY t.spent",
             (run_id,)).fetchall()
         return [(s, unpack_mask(b, n), bool(h)) for s, b, n, h in rows]

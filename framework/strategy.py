@@ -20,13 +20,17 @@ import numpy as np
 
 from framework.space import HeadSpace
 
-__all__ = ["BudgetTooSmall", "ProblemInfo", "Strategy"]
+__all__ = ["BudgetTooSmall", "ProblemInfo", "Strategy", "StrategyNotApplicable"]
 
 
-class BudgetTooSmall(ValueError):
-    """Raised by :meth:`Strategy.setup` when a strategy cannot run within the budget at all (FASP
-    needs every single-head knock-out).  Benchmarks record such a cell as not applicable instead
-    of failing the suite; a plain run reports the message."""
+class StrategyNotApplicable(ValueError):
+    """Raised by :meth:`Strategy.setup` when a strategy cannot run on this problem or budget at
+    all (a strategy that needs head sensitivities on a problem without them).  Benchmarks record
+    such a cell as not applicable instead of failing the suite; a plain run reports the message."""
+
+
+class BudgetTooSmall(StrategyNotApplicable):
+    """The strategy cannot run within the budget at all (FASP needs every single-head knock-out)."""
 
 
 @dataclass(frozen=True)
@@ -37,11 +41,13 @@ class ProblemInfo:
     objective_names: tuple[str, ...]
     ref_point: np.ndarray
     bounds: np.ndarray
+    has_sensitivities: bool = False  # the problem answers sensitivity requests (one evaluation each)
 
     @classmethod
     def of(cls, problem) -> ProblemInfo:
         return cls(problem.space, tuple(problem.objective_names),
-                   np.asarray(problem.ref_point, dtype=float), np.asarray(problem.bounds, dtype=float))
+                   np.asarray(problem.ref_point, dtype=float), np.asarray(problem.bounds, dtype=float),
+                   bool(getattr(problem, "has_sensitivities", False)))
 
     @property
     def n_objectives(self) -> int:
@@ -63,6 +69,12 @@ class Strategy(ABC):
     evaluates them (or answers from the store) and calls ``tell`` with the same masks and
     ``float[n, m]`` values.  Rows of ``values`` may be NaN where an evaluation failed.
     Masks the strategy was already told about may be asked again; they cost nothing.
+
+    Head sensitivities (optional, only where ``problem.has_sensitivities``): before every
+    ``ask`` the loop calls :meth:`sensitivity_request`; a returned mask ``bool[d]`` is answered
+    with :meth:`tell_sensitivities` (a :class:`~framework.problem.Sensitivities`), at the cost of
+    one real evaluation of the budget (free when the run already received that mask's
+    sensitivities), and the loop asks again until the strategy returns ``None``.
     """
 
     name: ClassVar[str] = ""
@@ -89,6 +101,14 @@ class Strategy(ABC):
     @abstractmethod
     def tell(self, masks: np.ndarray, values: np.ndarray) -> None:
         """Learn the ``float[n, m]`` values of ``bool[n, d]`` masks (NaN rows: failed)."""
+
+    def sensitivity_request(self) -> np.ndarray | None:
+        """A mask ``bool[d]`` whose head sensitivities the strategy wants before its next ask, or
+        ``None`` (default: never)."""
+        return None
+
+    def tell_sensitivities(self, sensitivities) -> None:  # noqa: B027 - optional hook
+        """Learn the :class:`~framework.problem.Sensitivities` of the requested mask."""
 
     def options(self) -> dict:
         """JSON-able options of this instance (recorded in ``result.json``)."""

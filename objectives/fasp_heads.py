@@ -31,6 +31,7 @@ import numpy as np
 
 from framework.problem import Problem
 from framework.space import HeadSpace
+from objectives.noisy_sensitivities import NoisyFlipSensitivities, noise_entry, noise_ratios
 
 __all__ = ["FaspHeadsProblem"]
 
@@ -39,21 +40,25 @@ _LAYOUT = {"gpt2": (12, 12), "distilgpt2": (6, 12), "EleutherAI/gpt-neo-125M": (
            "EleutherAI/pythia-70m": (6, 8), "EleutherAI/pythia-160m": (12, 12), "facebook/opt-350m": (24, 16)}
 
 
-class FaspHeadsProblem(Problem):
+class FaspHeadsProblem(NoisyFlipSensitivities, Problem):
     """Head-structured landscape from FASP's per-head knock-out scores, with seeded in-layer interactions."""
 
     name = "fasp-heads"
     summary = "bias/perplexity landscape from FASP's published per-head scores + seeded in-layer interactions"
 
     def __init__(self, *, path: str, model: str = "gpt2", axis: str = "gender_and_sex", interaction: float = 0.5,
-                 seed: int = 0, max_pruned_fraction: float = 0.3, protected: tuple[int, ...] = ()) -> None:
+                 seed: int = 0, max_pruned_fraction: float = 0.3, protected: tuple[int, ...] = (),
+                 sensitivity_noise: float | list[float] | None = None) -> None:
         """Args:
             path: ``head_contributions.json`` as published with FASP.
             model: a model of that file with a known layout (gpt2, distilgpt2, EleutherAI/gpt-neo-125M, ...).
             axis: HolisticBias axis whose ``cont_to_<axis>_bias`` scores are used.
             interaction: scale of the in-layer pairwise interactions (0 = additive, separable).
             seed: seeds the interactions.
+            sensitivity_noise: offer noisy head sensitivities (:mod:`objectives.noisy_sensitivities`);
+                ``None``: none.
         """
+        self.sensitivity_noise = noise_ratios(sensitivity_noise, 2)
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"fasp-heads: no file {str(p)!r} (FASP's head_contributions.json)")
@@ -101,4 +106,4 @@ class FaspHeadsProblem(Problem):
 
     def describe(self) -> dict:
         return {"model": self.model, "axis": self.axis, "interaction": self.interaction, "seed": self.seed,
-                "data_sha256": self._digest}
+                "data_sha256": self._digest, **noise_entry(self)}

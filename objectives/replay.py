@@ -46,6 +46,7 @@ import numpy as np
 
 from framework.problem import HELDOUT, SEARCH, Problem
 from framework.space import HeadSpace
+from objectives.noisy_sensitivities import NoisyFlipSensitivities, noise_entry, noise_ratios
 
 __all__ = ["ReplayProblem", "DEFAULT_RECORDING", "load_recording"]
 
@@ -73,7 +74,7 @@ def _features(masks: np.ndarray, n_layers: int, n_heads: int) -> np.ndarray:
     return np.hstack([pruned, per_layer, pruned.sum(axis=1, keepdims=True)])
 
 
-class ReplayProblem(Problem):
+class ReplayProblem(NoisyFlipSensitivities, Problem):
     """Recorded real evaluations of the embedded model, answered by gradient-boosted trees."""
 
     name = "replay"
@@ -81,7 +82,8 @@ class ReplayProblem(Problem):
     splits = (SEARCH, HELDOUT)
 
     def __init__(self, *, recording: str | None = None, seed: int = 0, max_pruned_fraction: float = 0.1,
-                 protected: tuple[int, ...] = (), test_fraction: float = 0.2) -> None:
+                 protected: tuple[int, ...] = (), test_fraction: float = 0.2,
+                 sensitivity_noise: float | list[float] | None = None) -> None:
         """Args:
             recording: ``.npz`` made by ``benchmarks/record_replay.py``; default: the shipped one.
             seed: seeds the regressors and the accuracy split.
@@ -89,7 +91,10 @@ class ReplayProblem(Problem):
                 masks prune up to ``meta["max_pruned"]`` heads, so larger limits extrapolate.
             test_fraction: recorded evaluations held back to measure the regressor's accuracy
                 (they are used for the final fit afterwards).
+            sensitivity_noise: offer noisy head sensitivities (exact flips of the regressors plus
+                noise, :mod:`objectives.noisy_sensitivities`); ``None``: none.
         """
+        self.sensitivity_noise = noise_ratios(sensitivity_noise, 2)
         rec = load_recording(recording or DEFAULT_RECORDING)
         meta = rec["meta"]
         self.meta = meta
@@ -173,4 +178,5 @@ class ReplayProblem(Problem):
 
     def describe(self) -> dict:
         return {"recording_sha": self.meta.get("sha256", ""), "n_records": int(len(self._rec["masks"])),
-                "seed": self.seed, "regressor": "HistGradientBoostingRegressor(max_iter=400, lr=0.05, leaves=15)"}
+                "seed": self.seed, "regressor": "HistGradientBoostingRegressor(max_iter=400, lr=0.05, leaves=15)",
+                **noise_entry(self)}

@@ -27,6 +27,7 @@ from scipy.special import ndtr
 from framework.pareto import non_dominated
 from framework.problem import SEARCH, Problem
 from framework.space import HeadSpace
+from objectives.noisy_sensitivities import NoisyFlipSensitivities, noise_entry, noise_ratios
 
 __all__ = ["RhoMNKProblem", "KnapsackProblem"]
 
@@ -65,7 +66,7 @@ def _instance_sha(*arrays: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
-class RhoMNKProblem(Problem):
+class RhoMNKProblem(NoisyFlipSensitivities, Problem):
     """rho-MNK landscape: ``m`` NK-landscape objectives over ``N`` bits with ``K`` epistatic
     links per bit and correlation ``rho`` between the objectives' contributions.
 
@@ -93,7 +94,8 @@ class RhoMNKProblem(Problem):
     summary = "rho-MNK landscape: m correlated NK objectives over N bits with K epistatic links (synthetic)"
 
     def __init__(self, *, n_bits: int = 64, k: int = 2, rho: float = 0.0, n_objectives: int = 2, seed: int = 0,
-                 max_pruned_fraction: float = 1.0, protected: Iterable[int] = ()) -> None:
+                 max_pruned_fraction: float = 1.0, protected: Iterable[int] = (),
+                 sensitivity_noise: float | list[float] | None = None) -> None:
         """Args:
             n_bits: number of bits ``N`` (mask length), ``>= 1``.
             k: epistatic links per bit ``K``, ``0 <= K < N`` (``0`` = additive objectives).
@@ -103,9 +105,12 @@ class RhoMNKProblem(Problem):
             seed: seed of the instance (links and tables).
             max_pruned_fraction: passed to the space: at most this fraction of bits set False.
             protected: bit indices that must stay True (passed to the space).
+            sensitivity_noise: offer noisy head sensitivities with this noise ratio (one value or
+                one per objective; :mod:`objectives.noisy_sensitivities`); ``None``: none.
         """
         self.n_bits, self.k, self.rho = int(n_bits), int(k), float(rho)
         self.m, self.seed = int(n_objectives), int(seed)
+        self.sensitivity_noise = noise_ratios(sensitivity_noise, self.m)
         if self.n_bits < 1:
             raise ValueError(f"n_bits must be >= 1, got {n_bits}")
         if not 0 <= self.k < self.n_bits:
@@ -156,7 +161,7 @@ class RhoMNKProblem(Problem):
     def describe(self) -> dict[str, Any]:
         return {"n_bits": self.n_bits, "k": self.k, "rho": self.rho, "n_objectives": self.m, "seed": self.seed,
                 "construction": "random-links, gaussian-copula r=2sin(pi*rho/6), objective 1-f",
-                "instance_sha": _instance_sha(self.links, self.tables)}
+                "instance_sha": _instance_sha(self.links, self.tables), **noise_entry(self)}
 
     def reference_front(self) -> np.ndarray | None:
         """Exact front over the valid masks by brute force when ``N <= 16``, else ``None``."""
@@ -167,7 +172,7 @@ class RhoMNKProblem(Problem):
         return self._front.copy()
 
 
-class KnapsackProblem(Problem):
+class KnapsackProblem(NoisyFlipSensitivities, Problem):
     """Bi-objective 0/1 knapsack (Zitzler & Thiele 1999 instances, one capacity constraint).
 
     Items: ``n`` items with integer weights ``w`` and two integer profit vectors ``p1, p2``,
@@ -193,7 +198,8 @@ class KnapsackProblem(Problem):
     summary = "bi-objective 0/1 knapsack, one capacity constraint, greedy repair (synthetic)"
 
     def __init__(self, *, n_items: int = 64, capacity_ratio: float = 0.5, seed: int = 0,
-                 max_pruned_fraction: float = 1.0, protected: Iterable[int] = ()) -> None:
+                 max_pruned_fraction: float = 1.0, protected: Iterable[int] = (),
+                 sensitivity_noise: float | list[float] | None = None) -> None:
         """Args:
             n_items: number of items (mask length), ``>= 1``.
             capacity_ratio: capacity as a fraction of the total weight, in ``(0, 1]``.
@@ -201,8 +207,10 @@ class KnapsackProblem(Problem):
             max_pruned_fraction: passed to the space: at most this fraction of items left out.
             protected: items that are always selected (passed to the space); their total
                 weight must fit in the capacity.
+            sensitivity_noise: noisy head sensitivities (see :class:`RhoMNKProblem`); ``None``: none.
         """
         self.n_items, self.capacity_ratio, self.seed = int(n_items), float(capacity_ratio), int(seed)
+        self.sensitivity_noise = noise_ratios(sensitivity_noise, 2)
         if self.n_items < 1:
             raise ValueError(f"n_items must be >= 1, got {n_items}")
         if not 0.0 < self.capacity_ratio <= 1.0:
@@ -265,7 +273,7 @@ class KnapsackProblem(Problem):
         return {"n_items": self.n_items, "capacity_ratio": self.capacity_ratio, "seed": self.seed,
                 "capacity": self.capacity,
                 "construction": "zitzler-thiele U{10..100}, greedy repair by max profit/weight, objective 1-P/sum(p)",
-                "instance_sha": _instance_sha(self.weights, self.profits)}
+                "instance_sha": _instance_sha(self.weights, self.profits), **noise_entry(self)}
 
     def reference_front(self) -> np.ndarray | None:
         """Exact front over the valid masks by brute force when ``n_items <= 20``, else ``None``."""

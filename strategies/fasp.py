@@ -18,6 +18,12 @@ grid (so a short budget still spans it); when the grid is exhausted, the sweep c
 every integer pair (protected count, pruned count), again coarse to fine.  Pairs that give a
 mask already evaluated are skipped (they cost nothing).  A knock-out that failed (NaN)
 leaves its head unscored: it is never pruned.
+
+``scores="sensitivities"`` runs the same procedure on estimated knock-out effects instead:
+one sensitivity call at the unpruned mask (one budget unit,
+:meth:`~framework.problem.Problem.sensitivities`) gives every head's first-order effect,
+scores are the unpruned values plus those estimates, and the rest of the budget (after the
+baseline) goes to the sweep, so FASP runs at any budget of at least ``2 + min_sweep``.
 """
 
 from __future__ import annotations
@@ -29,12 +35,13 @@ import numpy as np
 
 from framework.pareto import non_dominated
 from framework.store import pack_mask
-from framework.strategy import BudgetTooSmall, Strategy
+from framework.strategy import BudgetTooSmall, Strategy, StrategyNotApplicable
 
 __all__ = ["FASP", "SweepPoint"]
 
 _DEFAULT_ALPHAS = (0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.14, 0.16, 0.18, 0.20)
 _DEFAULT_GAMMAS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+SCORES = ("knockouts", "sensitivities")
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,8 @@ class FASP(Strategy):
     summary = "FASP (AAAI 2024): single-head knock-outs, protect utility-critical heads, prune by bias (alpha, gamma)"
 
     def __init__(self, *, alphas: Sequence[float] = _DEFAULT_ALPHAS, gammas: Sequence[float] = _DEFAULT_GAMMAS,
-                 min_sweep: int = 5, bias_objective: int = 0, utility_objective: int = 1) -> None:
+                 min_sweep: int = 5, bias_objective: int = 0, utility_objective: int = 1,
+                 scores: str = "knockouts") -> None:
         """Args:
             alphas: pruned fractions of all heads to sweep, each in ``(0, 1]``
                 (``floor(alpha * d)`` heads pruned, capped by the space's ``max_pruned``).
@@ -96,6 +104,9 @@ class FASP(Strategy):
             bias_objective: index of the objective whose knock-out value ranks heads for pruning.
             utility_objective: index of the objective whose knock-out value (higher = worse)
                 marks heads as critical.
+            scores: ``"knockouts"`` (the paper: one real evaluation per head) or
+                ``"sensitivities"`` (estimated knock-out effects from one sensitivity call; needs
+                a problem with head sensitivities).
         """
         alphas, gammas = tuple(float(a) for a in alphas), tuple(float(g) for g in gammas)
         if not alphas or any(not 0.0 < a <= 1.0 for a in alphas):
@@ -106,6 +117,9 @@ class FASP(Strategy):
             raise ValueError(f"min_sweep must be >= 1, got {min_sweep}")
         if bias_objective == utility_objective:
             raise ValueError(f"bias_objective and utility_objective must differ, both are {bias_objective}")
+        if scores not in SCORES:
+            raise ValueError(f"scores must be one of {SCORES}, got {scores!r}")
+        self.scores = scores
         self.alphas = sorted(set(alphas))
         self.gammas = sorted(set(gammas))
         self.min_sweep = min_sweep
@@ -122,15 +136,23 @@ class FASP(Strategy):
         if space.max_pruned < 1:
             raise ValueError("fasp cannot prune anything on this problem: the space allows 0 pruned heads")
         self._free = np.flatnonzero(~space.protected_mask)
-        need = self.evaluations_needed(len(self._free), self.min_sweep)
+        self._sens = None
+        estimated = self.scores == "sensitivities"
+        if estimated and not self.problem.has_sensitivities:
+            raise StrategyNotApplicable("fasp with scores=sensitivities needs a problem with head sensitivities; "
+                                        "this one has none (use scores=knockouts)")
+        need = 2 + self.min_sweep if estimated else self.evaluations_needed(len(self._free), self.min_sweep)
+        if estimated and self.budget < need:
+            raise BudgetTooSmall(f"fasp (scores=sensitivities) needs at least {need} budget units: 1 sensitivity "
+                                 f"call + 1 baseline + {self.min_sweep} sweep points; the budget is {self.budget}")
         if self.budget < need:
             raise BudgetTooSmall(
                 f"fasp needs at least {need} evaluations on this problem: 1 baseline (keep-all) + "
                 f"{len(self._free)} single-head knock-outs + {self.min_sweep} (alpha, gamma) sweep points "
                 f"(min_sweep); the budget is {self.budget}. Raise the budget or choose another strategy.")
         baseline = space.keep_all(1)
-        knockouts = np.ones((len(self._free), space.dim), dtype=bool)
-        knockouts[np.arange(len(self._free)), self._free] = False
+        knockouts = np.ones((0 if estimated else len(self._free), space.dim), dtype=bool)
+        knockouts[np.arange(len(knockouts)), self._free[:len(knockouts)]] = False
         self._plan = np.vstack([baseline, knockouts])   # bool[1 + n_free, d]: measured first, in order
         self._planned = 0
         self._told: dict[bytes, np.ndarray] = {}
@@ -142,6 +164,16 @@ class FASP(Strategy):
     def evaluations_needed(n_prunable: int, min_sweep: int = 5) -> int:
         """Smallest budget FASP accepts: baseline + one knock-out per prunable head + ``min_sweep``."""
         return 1 + int(n_prunable) + int(min_sweep)
+
+    # ---------------------------------------------------------- sensitivities
+    def sensitivity_request(self) -> np.ndarray | None:
+        if self.scores == "sensitivities" and self._sens is None:
+            return self.problem.space.keep_all()[0]
+        return None
+
+    def tell_sensitivities(self, sensitivities) -> None:
+        if self.scores == "sensitivities" and bool(np.all(sensitivities.mask)):
+            self._sens = sensitivities
 
     # -------------------------------------------------------------- ask/tell
     def ask(self, n: int) -> np.ndarray:
@@ -176,6 +208,11 @@ class FASP(Strategy):
         measured: protected heads, failed or pending knock-outs)."""
         d, m = self.problem.space.dim, self.problem.n_objectives
         out = np.full((d, m), np.nan)
+        if self.scores == "sensitivities":
+            if self._sens is not None:  # estimated value after each knock-out: unpruned + first-order change
+                est = np.asarray(self._sens.values, dtype=float)[None, :] + np.asarray(self._sens.delta, dtype=float).T
+                out[self._free] = est[self._free]
+            return out
         for i, x in zip(self._free, self._plan[1:], strict=True):
             v = self._told.get(pack_mask(x))
             if v is not None:
@@ -198,6 +235,8 @@ class FASP(Strategy):
 
     # ------------------------------------------------------------ internals
     def _knockouts_told(self) -> bool:
+        if self.scores == "sensitivities" and self._sens is None:
+            return False
         return self._planned == len(self._plan) and all(pack_mask(x) in self._told for x in self._plan)
 
     def _sweep_points(self) -> Iterator[SweepPoint]:

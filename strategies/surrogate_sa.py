@@ -20,6 +20,13 @@ knock-outs, a share of whole-KV-group knock-outs (structured spaces), and low-ra
 masks (pruned count log-uniform in ``[1, initial_max_ratio * d]``) whose heads are drawn
 least-used-first, so the design covers the heads evenly.
 
+Head sensitivities (``sensitivities="design"``, the default, used only where the problem has
+them): the run's first budget unit is a sensitivity call at the unpruned mask; the design's
+knock-outs then take the heads whose estimated effects are best (Pareto rank of estimated
+bias change vs utility cost, best first) instead of random ones, and its random masks draw
+their heads with weights that favour those ranks (``exp(-rank / 2)``, a tenth for heads with
+no estimated bias gain), divided by how often a head was already used.
+
 Two trust regions keep the chains where the surrogate has seen data (far from it, an
 ensemble's optimism is unfounded and a few wild values wreck the batch): the pruned count is
 capped a little above the most heads pruned by an observed front mask, and (iterative mode)
@@ -47,6 +54,7 @@ from strategies.annealing import COOLINGS, HeadMoves, MoveWeights, SimulatedAnne
 __all__ = ["SurrogateSA"]
 
 MODES = ("iterative", "oneshot")
+SENSITIVITY_USES = ("design", "off")
 SCALARIZATIONS = ("mixed", "threshold", "chebyshev")
 _CHEBYSHEV_AUGMENT = 0.05  # weight of the sum term of the augmented Chebyshev scalarization
 
@@ -72,7 +80,7 @@ class SurrogateSA(Strategy):
                  thresholds: tuple[float, float] = (0.01, 0.30), penalty: float = 10.0,
                  exploration: float = 0.5, neighbours_per_chain: int = 4,
                  pruned_growth: float | None = 0.5, trust_radius: float | None = 0.02,
-                 torch_threads: int | None = 1) -> None:
+                 torch_threads: int | None = 1, sensitivities: str = "design") -> None:
         """Args:
             mode: ``"iterative"`` (rounds of refit/anneal/select) or ``"oneshot"`` (paper: design,
                 one fit, one annealing, verify).
@@ -118,7 +126,13 @@ class SurrogateSA(Strategy):
                 afterwards); its tensors are small (``[n_chains, d]``) and gain nothing from more,
                 while extra threads on a busy machine slowed them 5-50x in measurements;
                 ``None`` = leave torch's setting alone.
+            sensitivities: ``"design"``: where the problem has head sensitivities, spend one budget
+                unit on them at the unpruned mask and aim the initial design at the heads they rank
+                best (see the module docstring); ``"off"``: never ask for them.
         """
+        if sensitivities not in SENSITIVITY_USES:
+            raise ValueError(f"sensitivities must be one of {SENSITIVITY_USES}, got {sensitivities!r}")
+        self.sensitivities = sensitivities
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if initial_fraction is not None and not 0.0 < initial_fraction <= 1.0:
@@ -205,8 +219,11 @@ class SurrogateSA(Strategy):
         self._masks: list[np.ndarray] = []
         self._values: list[np.ndarray] = []
         self._known: dict[bytes, int] = {}
-        n_init = max(int(round(self.initial_fraction * self.budget)), self.min_initial)
-        self._design = list(self.initial_design(min(n_init, self.budget)))
+        self._n_init = min(max(int(round(self.initial_fraction * self.budget)), self.min_initial), self.budget)
+        use = self.sensitivities == "design" and self.problem.has_sensitivities and self.budget > 1
+        self._wanted = space.keep_all()[0] if use else None  # sensitivities asked before the design is made
+        self._head_weights: np.ndarray | None = None
+        self._design = [] if use else list(self.initial_design(self._n_init))
         self._queue: list[np.ndarray] | None = None  # oneshot: masks left to verify
         self._radius0 = None if self.trust_radius is None else max(2.0, math.ceil(self.trust_radius * space.dim))
         self._radius = self._radius0
@@ -217,9 +234,21 @@ class SurrogateSA(Strategy):
         self._checks: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []  # mean, std, real, round
         self._distrust = False
 
+    # ---------------------------------------------------------- sensitivities
+    def sensitivity_request(self) -> np.ndarray | None:
+        return None if self._wanted is None else self._wanted.copy()
+
+    def tell_sensitivities(self, sensitivities) -> None:
+        if self._wanted is None:
+            return
+        self._wanted = None
+        self._head_weights = _head_weights(self.problem, sensitivities)
+        self._design = list(self.initial_design(self._n_init))
+
     def initial_design(self, n: int) -> np.ndarray:
         """``bool[n, d]`` distinct valid masks: the unpruned mask, single-head and KV-group
-        knock-outs, then low-ratio random masks with heads drawn least-used-first."""
+        knock-outs, then low-ratio random masks with heads drawn least-used-first (aimed by the
+        head sensitivities' ranks where the strategy has them)."""
         space, rng = self.problem.space, self.rng
         d, free = space.dim, np.flatnonzero(~space.protected_mask)
         out: list[np.ndarray] = [space.keep_all()[0]]
@@ -227,7 +256,9 @@ class SurrogateSA(Strategy):
             return np.array(out[:n], dtype=bool).reshape(-1, d)
         usage = np.zeros(d)
         rest = n - 1
-        for head in rng.permutation(free)[:int(round(self.knockout_fraction * rest))]:
+        weights = self._head_weights
+        knock = (free[np.argsort(-weights[free], kind="stable")] if weights is not None else rng.permutation(free))
+        for head in knock[:int(round(self.knockout_fraction * rest))]:
             mask = np.ones(d, dtype=bool)
             mask[head] = False
             out.append(mask)
@@ -247,7 +278,11 @@ class SurrogateSA(Strategy):
         while len(out) < n and tries < 50 * n:
             tries += 1
             k = int(np.clip(np.floor(np.exp(rng.uniform(0.0, np.log(k_max + 1)))), 1, k_max))
-            order = free[np.argsort(usage[free] + rng.random(free.size), kind="stable")]
+            if weights is not None:  # Gumbel top-k: heads drawn with probability ~ weight / (1 + usage)
+                w = weights[free] / (1.0 + usage[free])
+                order = free[np.argsort(-(np.log(w) + rng.gumbel(size=free.size)), kind="stable")]
+            else:
+                order = free[np.argsort(usage[free] + rng.random(free.size), kind="stable")]
             mask = np.ones(d, dtype=bool)
             mask[order[:k]] = False
             key = pack_mask(mask)
@@ -575,6 +610,26 @@ class SurrogateSA(Strategy):
         while len(out) < n:
             out.append(space.sample(1, self.rng)[0])
         return out
+
+
+def _head_weights(problem, sens) -> np.ndarray:
+    """``float[d]`` design weights of the heads from the sensitivities of the unpruned mask:
+    ``exp(-rank / 2)`` by Pareto rank of (estimated bias change, estimated worst utility cost),
+    both normalized by the bounds; a tenth for heads without an estimated bias gain."""
+    lo, hi = np.asarray(problem.bounds, dtype=float)
+    delta = np.asarray(sens.delta, dtype=float) / np.where(hi > lo, hi - lo, 1.0)[:, None]
+    db = np.nan_to_num(delta[0], nan=np.inf)
+    du = np.nan_to_num(np.maximum(delta[1:], 0.0), nan=np.inf).max(axis=0) if len(delta) > 1 else np.zeros_like(db)
+    pts = np.stack([db, du], axis=1)
+    rank = np.full(len(db), len(db), dtype=float)
+    left = np.flatnonzero(np.isfinite(pts).all(axis=1))
+    r = 0
+    while left.size:
+        front = left[non_dominated(pts[left])]
+        rank[front] = r
+        left = np.setdiff1d(left, front)
+        r += 1
+    return np.exp(-rank / 2.0) * np.where(db < 0, 1.0, 0.1)
 
 
 @contextlib.contextmanager

@@ -41,7 +41,9 @@
     move together).
 
 Both score sequences with :func:`~objectives.masked_lm.metrics.sentence_logprobs` (fixed
-batches, bit-identical for the same mask).
+batches, bit-identical for the same mask).  Aggregates are written once, in torch (float64), so
+the same code gives the figures of an evaluation and, through autograd, the chain rule of the
+head sensitivities (:meth:`_SequenceBias.gradients`).
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
+from objectives.masked_lm.gradients import aggregate_gradients, next_token_jacobian, sentence_jacobian
 from objectives.masked_lm.metrics import (
     EncodedContexts,
     EncodedSentences,
@@ -119,9 +123,35 @@ class _SequenceBias:
     def _per_item(self, raw: dict, split: str) -> np.ndarray:
         raise NotImplementedError
 
-    def _reps(self, x: np.ndarray, w: np.ndarray, split: str) -> dict[str, np.ndarray]:
-        """``{aggregate: float[B]}`` of per-item statistic ``x`` under item weights ``w[B, n]``."""
+    def _reps(self, x: torch.Tensor, w: torch.Tensor, split: str) -> dict[str, torch.Tensor]:
+        """``{aggregate: float64[B]}`` of per-item statistic ``x`` under item weights ``w[B, n]``."""
         raise NotImplementedError
+
+    def _numpy_reps(self, x: np.ndarray, w: np.ndarray, split: str) -> dict[str, np.ndarray]:
+        out = self._reps(torch.as_tensor(np.asarray(x, dtype=float)), torch.as_tensor(np.asarray(w, dtype=float)),
+                         split)
+        return {k: v.numpy() for k, v in out.items()}
+
+    # ---------------------------------------------------------- sensitivities
+    def raw_jacobian(self, model, masker, gates: np.ndarray, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(raw float[n_raw], d raw / d g float[n_raw, d])`` of the statistics the per-item values
+        are made of (:meth:`_items_of_raw`), at head gates ``gates``."""
+        return sentence_jacobian(model, masker, gates, self._prepared(split).encoded, "all")
+
+    def _items_of_raw(self, raw: torch.Tensor, split: str) -> torch.Tensor:
+        """Per-item statistic (torch) from the raw vector of :meth:`raw_jacobian`."""
+        raise NotImplementedError
+
+    def gradients(self, model, masker, gates: np.ndarray, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(values float[1 + B], gradients float[1 + B, d])`` of the objective (row 0) and of its
+        ``B`` bootstrap replicates with respect to the head gates, at ``gates``."""
+        raw, jac = self.raw_jacobian(model, masker, gates, split)
+        w = torch.as_tensor(np.vstack([np.ones((1, self._weights(split).shape[1])), self._weights(split)]))
+
+        def objective(r: torch.Tensor) -> torch.Tensor:
+            return self._reps(self._items_of_raw(r, split), w, split)[self.aggregate]
+
+        return aggregate_gradients(objective, raw, jac)
 
     def _weights(self, split: str) -> np.ndarray:
         meta = self._prepared(split).meta
@@ -133,10 +163,10 @@ class _SequenceBias:
         """Value, SE, baseline, paired relative change and its SE, every variant."""
         x, xb = self._per_item(raw, split), self._per_item(base, split)
         n = x.size
-        point = {k: float(v[0]) for k, v in self._reps(x, np.ones((1, n)), split).items()}
-        base_point = {k: float(v[0]) for k, v in self._reps(xb, np.ones((1, n)), split).items()}
+        point = {k: float(v[0]) for k, v in self._numpy_reps(x, np.ones((1, n)), split).items()}
+        base_point = {k: float(v[0]) for k, v in self._numpy_reps(xb, np.ones((1, n)), split).items()}
         w = self._weights(split)
-        all_reps, all_base = self._reps(x, w, split), self._reps(xb, w, split)
+        all_reps, all_base = self._numpy_reps(x, w, split), self._numpy_reps(xb, w, split)
         reps = all_reps[self.aggregate]
         value, base_value = point[self.aggregate], base_point[self.aggregate]
         meta = self._prepared(split).meta
@@ -217,22 +247,43 @@ class PronounBias(_SequenceBias):
 
     _per_item = log_odds
 
-    def _reps(self, x: np.ndarray, w: np.ndarray, split: str) -> dict[str, np.ndarray]:
+    def raw_jacobian(self, model, masker, gates: np.ndarray, split: str) -> tuple[np.ndarray, np.ndarray]:
+        prep = self._prepared(split)
+        if "candidates" in prep.meta:
+            k = prep.meta["n_female"]
+
+            def lo(lp: torch.Tensor) -> torch.Tensor:
+                return torch.logsumexp(lp[:, :k], dim=1) - torch.logsumexp(lp[:, k:], dim=1)
+
+            return next_token_jacobian(model, masker, gates, prep.encoded, prep.meta["candidates"], lo)
+        return sentence_jacobian(model, masker, gates, prep.encoded, "after")
+
+    def _items_of_raw(self, raw: torch.Tensor, split: str) -> torch.Tensor:
         meta = self._prepared(split).meta
-        occ, direction = meta["occ"], meta["direction"]
+        if "candidates" in meta:
+            return raw  # the log-odds themselves
+        f = torch.stack([torch.logsumexp(raw[i], 0) for i in meta["f_idx"]])
+        m = torch.stack([torch.logsumexp(raw[i], 0) for i in meta["m_idx"]])
+        return f - m
+
+    def _reps(self, x: torch.Tensor, w: torch.Tensor, split: str) -> dict[str, torch.Tensor]:
+        meta = self._prepared(split).meta
+        occ = torch.as_tensor(meta["occ"])
+        direction = torch.as_tensor(meta["direction"], dtype=x.dtype)
         n_occ = int(occ.max()) + 1
-        onehot = np.eye(n_occ)[occ]                                  # [n, O]
+        onehot = torch.eye(n_occ, dtype=x.dtype)[occ]                # [n, O]
         tot = w.sum(1)
-        abs_mean = (w * np.abs(x)).sum(1) / tot
+        abs_mean = (w * x.abs()).sum(1) / tot
         ow = w @ onehot                                              # [B, O] weight per occupation
-        o_mean = ((w * x) @ onehot) / np.where(ow > 0, ow, 1.0)      # [B, O]
         present = ow > 0
-        o_share = present / present.sum(1, keepdims=True)
-        occ_abs = (np.abs(o_mean) * o_share).sum(1)
-        mu = (o_mean * o_share).sum(1, keepdims=True)
-        spread = np.sqrt(((o_mean - mu) ** 2 * o_share).sum(1))
+        o_mean = ((w * x) @ onehot) / torch.where(present, ow, 1.0)  # [B, O]
+        o_share = present / present.sum(1, keepdim=True)
+        occ_abs = (o_mean.abs() * o_share).sum(1)
+        mu = (o_mean * o_share).sum(1, keepdim=True)
+        spread = (((o_mean - mu) ** 2 * o_share).sum(1) + 1e-300).sqrt()
         labelled = w * (direction != 0)
-        stereo = (labelled * x * direction).sum(1) / np.where(labelled.sum(1) > 0, labelled.sum(1), np.nan)
+        lab_tot = labelled.sum(1)
+        stereo = (labelled * x * direction).sum(1) / torch.where(lab_tot > 0, lab_tot, torch.nan)
         return {"abs": abs_mean, "occupation": occ_abs, "spread": spread, "stereotype": stereo}
 
 
@@ -262,11 +313,14 @@ class PairBias(_SequenceBias):
 
     _per_item = gaps
 
-    def _reps(self, x: np.ndarray, w: np.ndarray, split: str) -> dict[str, np.ndarray]:
-        side = self._prepared(split).meta["side"]
+    def _items_of_raw(self, raw: torch.Tensor, split: str) -> torch.Tensor:
+        return raw[0::2] - raw[1::2]
+
+    def _reps(self, x: torch.Tensor, w: torch.Tensor, split: str) -> dict[str, torch.Tensor]:
+        side = torch.as_tensor(self._prepared(split).meta["side"], dtype=x.dtype)
         tot = w.sum(1)
         labelled = w * (side != 0)
-        lab_tot = np.where(labelled.sum(1) > 0, labelled.sum(1), np.nan)
+        lab_tot = torch.where(labelled.sum(1) > 0, labelled.sum(1), torch.nan)
         toward = x * side                         # > 0: the stereotyped side is the more likely one
-        return {"gap": (w * np.abs(x)).sum(1) / tot, "stereotype": (labelled * toward).sum(1) / lab_tot,
+        return {"gap": (w * x.abs()).sum(1) / tot, "stereotype": (labelled * toward).sum(1) / lab_tot,
                 "share": (labelled * (toward > 0)).sum(1) / lab_tot}

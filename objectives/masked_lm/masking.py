@@ -1,4 +1,4 @@
-"""Switching attention heads off in a live model, by forward pre-hooks.
+"""Switching attention heads off in a live model, by forward pre-hooks, or gating them continuously for gradients.
 
 ``transformers`` 5 ignores ``head_mask`` and has no ``prune_heads``.  Instead, each layer's
 attention output projection (the linear map that mixes the concatenated head outputs back into
@@ -12,6 +12,13 @@ Masks are ``bool`` (``True`` = keep) and flat, layer-major: index ``l * H + h``.
 batch row, so one forward pass evaluates ``b`` masks (each row of the input batch is then a
 different masked model).  Layers whose heads are all kept are left alone by the hook, and with
 no mask set the hooks return ``None``, so the keep-all model is bit-identical to the unhooked one.
+
+For head sensitivities, :meth:`HeadMasker.gated` puts a continuous gate ``g`` (a leaf tensor that
+requires grad) in the same place: the hook multiplies each head's slice by its gate instead of a
+0/1 mask, on every layer.  At ``g = mask`` the forward pass is bit-identical to the masked one
+(``x * 1.0 == x`` and ``x * 0.0`` is what masking computes), and one backward pass gives
+``d objective / d g_h`` for every head.  Gates are per batch row (``float[b, L*H]``), so the
+gradient of a sum over rows is every row's own gradient (per-item Jacobians in one pass).
 
 Supported architectures are described by a small table (:data:`FAMILIES`): where the decoder
 layers are, where each layer's output projection is, and whether it is a GPT-2 style
@@ -139,6 +146,7 @@ class HeadMasker:
         self._layer_masks: list[torch.Tensor | None] = [None] * self.n_layers
         self._rows: int | None = None  # mask rows of a per-row mask; None for a shared mask
         self._mask: np.ndarray | None = None
+        self._gate: torch.Tensor | None = None  # float[b, L, H] while gated
         self._handles = [proj.register_forward_pre_hook(self._hook(layer))
                          for layer, proj in enumerate(self._projections)]
 
@@ -209,9 +217,40 @@ class HeadMasker:
         finally:
             self.set_masks(None)
 
+    @contextmanager
+    def gated(self, gates: np.ndarray | torch.Tensor, rows: int) -> Iterator[torch.Tensor]:
+        """Gate every head continuously for the ``with`` block (instead of masking).
+
+        Args:
+            gates: ``float[L*H]`` (the same values for every row, e.g. a bool mask) or
+                ``float[rows, L*H]``; values are not restricted to 0/1 (finite differences).
+            rows: batch rows of the forward passes in the block.
+
+        Yields the leaf tensor ``float32[rows, L, H]`` (``requires_grad``): after a backward pass
+        its ``.grad[i, l, h]`` is the derivative with respect to head ``(l, h)``'s gate in row ``i``.
+        A mask set with :meth:`set_masks` is cleared for the block.
+        """
+        arr = gates.detach().cpu().numpy() if isinstance(gates, torch.Tensor) else np.asarray(gates)
+        arr = np.asarray(arr, dtype=np.float32)
+        if arr.ndim == 1:
+            arr = np.broadcast_to(arr, (rows, arr.shape[0]))
+        if arr.shape != (rows, self.dim) or not np.isfinite(arr).all():
+            raise ValueError(f"gates must be finite, of shape [{self.dim}] or [{rows}, {self.dim}], "
+                             f"got {list(np.shape(gates))}")
+        device = self._projections[0].weight.device
+        gate = torch.tensor(arr.reshape(rows, self.n_layers, self.n_heads), device=device).requires_grad_()
+        self.set_masks(None)
+        self._gate = gate
+        try:
+            yield gate
+        finally:
+            self._gate = None
+
     # ----------------------------------------------------------------- hooks
     def _hook(self, layer: int):
         def pre_hook(module: nn.Module, args: tuple):
+            if self._gate is not None:
+                return self._gated(layer, args)
             rows = self._rows
             if rows is not None and args[0].shape[0] != rows:
                 raise ValueError(f"{rows} per-row head masks are set but the input batch has {args[0].shape[0]} "
@@ -229,6 +268,16 @@ class HeadMasker:
             return (view.mul(m).flatten(-2), *args[1:])
 
         return pre_hook
+
+    def _gated(self, layer: int, args: tuple) -> tuple:
+        gate = self._gate
+        x = args[0]
+        if x.shape[0] != gate.shape[0]:
+            raise ValueError(f"gates of {gate.shape[0]} rows are set but the input batch has {x.shape[0]} rows "
+                             f"(layer {layer})")
+        view = x.unflatten(-1, (self.n_heads, self.head_dim))
+        g = gate[:, layer].to(x.dtype).view(gate.shape[0], *([1] * (view.ndim - 3)), self.n_heads, 1)
+        return (view.mul(g).flatten(-2), *args[1:])
 
     def remove(self) -> None:
         """Remove the hooks (idempotent); the model is then exactly as before."""

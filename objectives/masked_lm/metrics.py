@@ -34,7 +34,8 @@ __all__ = [
     "AGGREGATES", "SCOPES", "EncodedSentences", "encode_sentences", "sentence_logprobs", "SentenceLogprobs",
     "EncodedContexts", "encode_contexts", "next_token_logprobs", "window_nll", "perplexity", "generate",
     "UnitTable", "group_bias", "bootstrap_weights", "bootstrap_bias", "crossed_weights", "ItemBootstrap",
-    "item_bootstrap", "group_bias_items", "bootstrap_perplexity", "pair_fraction", "prefix_token_id",
+    "item_bootstrap", "group_bias_items", "group_bias_torch", "bootstrap_perplexity", "pair_fraction",
+    "prefix_token_id",
 ]
 
 AGGREGATES = ("sum", "weighted", "descriptor")
@@ -470,24 +471,36 @@ def group_bias_items(scores: np.ndarray, table: UnitTable, *, aggregate: str,
                      boot: ItemBootstrap | None = None) -> np.ndarray:
     """:func:`group_bias` of per-item ``scores`` (``float[n_items]``), for each bootstrap replicate
     of ``boot`` (``float[B]``; ``float[1]``, the plain value, without ``boot``).  Item weights
-    enter every mean; unit multiplicities weigh the units in the ``"descriptor"`` aggregate."""
+    enter every mean; unit multiplicities weigh the units in the ``"descriptor"`` aggregate.
+    Computed by :func:`group_bias_torch` (the same code differentiates it for sensitivities)."""
+    x = torch.as_tensor(np.asarray(scores, dtype=float))
+    w = torch.ones((1, x.numel()), dtype=x.dtype) if boot is None else torch.as_tensor(boot.item, dtype=x.dtype)
+    uw = None if boot is None else torch.as_tensor(boot.unit, dtype=x.dtype)
+    return group_bias_torch(x, table, aggregate=aggregate, item_weights=w, unit_weights=uw).numpy()
+
+
+def group_bias_torch(x: torch.Tensor, table: UnitTable, *, aggregate: str, item_weights: torch.Tensor,
+                     unit_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``float64[B]``: the aggregates of :func:`group_bias` of per-item scores ``x`` under item
+    weights ``float[B, n_items]`` and unit multiplicities ``float[B, n_units]`` (``None``: every
+    present unit counts once), in torch so that autograd can differentiate it."""
     if aggregate not in AGGREGATES:
         raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
-    x = np.asarray(scores, dtype=float)
-    onehot = np.eye(table.n_units)[table.unit_of]                 # [n, J]
-    w = np.ones((1, x.size)) if boot is None else boot.item
-    s, c = (w * x) @ onehot, w @ onehot                          # [B, J]
+    dt = x.dtype
+    onehot = torch.eye(table.n_units, dtype=dt)[torch.as_tensor(table.unit_of)]  # [n, J]
+    w = item_weights
+    s, c = (w * x) @ onehot, w @ onehot                                          # [B, J]
     total_mean = s.sum(1) / c.sum(1)
     present = c > 0
     if aggregate == "descriptor":
-        uw = present.astype(float) if boot is None else boot.unit * present
-        u = s / np.where(present, c, 1.0)
-        return (uw * np.abs(total_mean[:, None] - u)).sum(1) / uw.sum(1)
+        uw = present.to(dt) if unit_weights is None else unit_weights * present
+        u = s / torch.where(present, c, 1.0)
+        return (uw * (total_mean[:, None] - u).abs()).sum(1) / uw.sum(1)
     n_b = int(table.bucket_of_unit.max()) + 1
-    b_onehot = np.eye(n_b)[table.bucket_of_unit]
+    b_onehot = torch.eye(n_b, dtype=dt)[torch.as_tensor(table.bucket_of_unit)]
     bs, bc = s @ b_onehot, c @ b_onehot
     b_present = bc > 0
-    dev = np.where(b_present, np.abs(total_mean[:, None] - bs / np.where(b_present, bc, 1.0)), 0.0)
+    dev = torch.where(b_present, (total_mean[:, None] - bs / torch.where(b_present, bc, 1.0)).abs(), 0.0)
     if aggregate == "sum":
         return dev.sum(1)
     return (dev * bc).sum(1) / bc.sum(1)

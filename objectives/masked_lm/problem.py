@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from framework.problem import Problem
+from framework.problem import Problem, Sensitivities
 from objectives.masked_lm.classifiers import make_classifier
 from objectives.masked_lm.counterfactual import (
     COUNTERFACTUAL_METRICS,
@@ -66,6 +66,7 @@ from objectives.masked_lm.multiple_choice import (
 from objectives.masked_lm.pairs import builtin_swap_pairs, cut_pair_splits, describe_pairs, load_pair_file
 from objectives.masked_lm.pronouns import cut_pronoun_splits, describe_pronoun_data
 from objectives.masked_lm.pypi_assets import cache_dir
+from objectives.masked_lm.sensitivity import SENSITIVITY_METRICS, sensitivities_of
 
 __all__ = ["MaskedLMProblem", "BIAS_METRICS", "UTILITIES"]
 
@@ -516,6 +517,17 @@ class MaskedLMProblem(Problem):
                           "perplexity_baseline": p["baseline"],
                           **{k: v for k, v in b.items() if k not in ("value", "se", "rel", "rel_se", "baseline")}})
         return values, infos
+
+    # ------------------------------------------------------------ sensitivities
+    @property
+    def has_sensitivities(self) -> bool:
+        """Every likelihood-based bias metric has head sensitivities; ``generation`` has none."""
+        return self.bias_metric in SENSITIVITY_METRICS
+
+    def _sensitivities(self, mask: np.ndarray, split: str) -> Sensitivities:
+        """First-order effect of flipping each head on (bias, perplexity), from gate gradients
+        (:mod:`~objectives.masked_lm.sensitivity`), with bootstrap SEs."""
+        return sensitivities_of(self, mask, split)
 
     def baseline(self, split: str = "search") -> np.ndarray:
         """``float[2]``: (bias, perplexity) of the unpruned model on ``split`` (measured once, stored)."""

@@ -200,3 +200,77 @@ def test_split_hypervolume_uses_each_splits_own_baseline():
     assert hs == pytest.approx(hypervolume(p.normalize(p.evaluate(m)), p.normalize(p.ref_point))) and hs > 0
     # the held-out split repairs the model by the same relative amount: same hypervolume
     assert split_hypervolume(p, p.evaluate(m, "heldout"), "heldout") == pytest.approx(hs)
+
+
+# --------------------------------------------------------------------- sensitivities
+class _SensitivityEveryRound(Strategy):
+    """Asks for the sensitivities of a random mask (sometimes a repeat) before each random ask."""
+
+    name = "sens-every-round"
+
+    def _setup(self) -> None:
+        self.got = []
+
+    def sensitivity_request(self):
+        if len(self.got) > 2 * len(getattr(self, "_asked", [])):
+            return None
+        return self.problem.space.sample(1, np.random.default_rng(len(self.got) % 3))[0]
+
+    def tell_sensitivities(self, sensitivities) -> None:
+        self.got.append(sensitivities)
+
+    def ask(self, n):
+        self._asked = [*getattr(self, "_asked", []), 1]
+        return self.problem.space.sample(n, self.rng)
+
+    def tell(self, masks, values):
+        pass
+
+
+def test_sensitivity_calls_count_once_per_mask_are_stored_and_resume_free(tmp_path):
+    from framework.loop import curve_by_budget
+
+    problem = PROBLEMS.create("rho-mnk", n_bits=12, k=1, seed=0, sensitivity_noise=0.3)
+    with EvaluationStore(tmp_path / "s.sqlite") as store:
+        s = _SensitivityEveryRound()
+        res = optimize(problem, s, 12, store=store, run_id="a", seed=4)
+        assert res.budget_spent == 12 and res.n_sensitivity_calls == 3  # three distinct masks (seeds 0, 1, 2)
+        assert len(s.got) > 3  # repeats were answered from the run's own history, for free
+        assert len(res.hv_curve) == 12
+        np.testing.assert_array_equal(res.hv_curve, curve_by_budget(res.hv_curve[[i for i in range(12) if i not in
+                                                                                     res.sensitivity_spent]],
+                                                                    res.sensitivity_spent))
+        stored = store.get_sensitivities(problem.fingerprint(), res.sensitivity_masks[0])
+        np.testing.assert_array_equal(stored.delta, s.got[0].delta)
+        assert [k for k, _, _ in store.sensitivity_trials("a")] == list(res.sensitivity_spent)
+        again = optimize(problem, _SensitivityEveryRound(), 12, store=store, run_id="a", seed=4)
+        assert all(hit for _, _, hit in store.sensitivity_trials("a"))  # the replay paid nothing
+        np.testing.assert_array_equal(again.sensitivity_masks, res.sensitivity_masks)
+
+
+def test_curve_by_budget_repeats_the_hypervolume_at_each_sensitivity_call():
+    from framework.loop import curve_by_budget
+
+    np.testing.assert_array_equal(curve_by_budget([0.1, 0.2, 0.5], [0, 2]), [0.0, 0.1, 0.1, 0.2, 0.5])
+    np.testing.assert_array_equal(curve_by_budget([0.1, 0.2], []), [0.1, 0.2])
+    np.testing.assert_array_equal(curve_by_budget([0.3], [1, 2]), [0.3, 0.3, 0.3])
+
+
+def test_sensitivities_json_round_trip_keeps_nan():
+    from framework.problem import Sensitivities
+
+    s = Sensitivities(np.array([True, False]), np.array([[1.0, np.nan], [2.0, 3.0]]), np.full((2, 2), 0.5),
+                      np.array([4.0, 5.0]), {"k": 1})
+    back = Sensitivities.from_json(s.mask, json.loads(json.dumps(s.to_json())))
+    np.testing.assert_array_equal(back.delta, s.delta)
+    np.testing.assert_array_equal(back.values, s.values)
+    assert back.info == {"k": 1}
+
+
+def test_problem_without_sensitivities_says_so():
+    from framework.problem import NoSensitivities
+
+    problem = PROBLEMS.create("rho-mnk", n_bits=8, k=1, seed=0)
+    assert not problem.has_sensitivities
+    with pytest.raises(NoSensitivities, match="offers no head sensitivities"):
+        problem.sensitivities(np.ones(8, dtype=bool))

@@ -79,6 +79,23 @@ def test_masked_head_equals_zeroed_projection_columns(tiny_model):
     torch.testing.assert_close(_logits(tiny_model, ids), hooked, rtol=1e-5, atol=1e-5)
 
 
+def test_gates_at_the_mask_give_the_masked_forward_bit_identically(tiny_model):
+    ids = _inputs()
+    masker = HeadMasker(tiny_model)
+    mask = np.ones(masker.dim, dtype=bool)
+    mask[[1, 4 + 3]] = False
+    with masker.masked(mask):
+        masked = _logits(tiny_model, ids)
+    with masker.gated(mask, 3) as gate:  # grad mode on: the gated pass of a sensitivity call
+        gated = tiny_model(input_ids=ids).logits
+        gated[:, -1].sum().backward()
+    assert torch.equal(gated.detach(), masked)
+    assert gate.grad.shape == (3, masker.n_layers, masker.n_heads) and gate.grad.abs().sum() > 0
+    with torch.no_grad(), masker.gated(np.ones(masker.dim), 3):
+        assert torch.equal(tiny_model(input_ids=ids).logits, _logits(tiny_model, ids))  # g = 1: the plain model
+    masker.remove()
+
+
 def test_per_row_masks_equal_separate_passes(tiny_model):
     ids = _inputs(batch=3)
     masker = HeadMasker(tiny_model)

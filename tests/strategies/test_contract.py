@@ -10,6 +10,10 @@ for a seed, works for batch sizes 1 and > 1, resumes after an interruption witho
 again for an evaluation, survives failed (NaN) evaluations; and, for the strategies listed
 in ``EXPECTED_TO_BEAT_RANDOM``, a better median final hypervolume than random search on a
 synthetic problem with learnable structure.
+
+The contract problem offers (noisy) head sensitivities, so strategies that ask for them are
+held to the same contract, sensitivity calls counted in the budget; on a problem without
+them every strategy either runs or refuses at setup with ``StrategyNotApplicable``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from framework.problem import Problem
 from framework.registry import PROBLEMS, STRATEGIES, option_names
 from framework.space import as_masks
 from framework.store import EvaluationStore
-from framework.strategy import ProblemInfo, Strategy
+from framework.strategy import ProblemInfo, Strategy, StrategyNotApplicable
 
 NAMES = STRATEGIES.names()
 
@@ -66,9 +70,11 @@ def make_strategy(name: str) -> Strategy:
     return STRATEGIES.create(name, **options)
 
 
-def contract_problem() -> Problem:
-    """d=16 with 2 protected bits and at most 8 pruned: constraints that a careless strategy breaks."""
-    return PROBLEMS.create("rho-mnk", n_bits=16, k=1, rho=-0.5, seed=0, max_pruned_fraction=0.5, protected=[1, 6])
+def contract_problem(sensitivities: bool = True) -> Problem:
+    """d=16 with 2 protected bits and at most 8 pruned: constraints that a careless strategy breaks;
+    noisy head sensitivities unless ``sensitivities=False``."""
+    return PROBLEMS.create("rho-mnk", n_bits=16, k=1, rho=-0.5, seed=0, max_pruned_fraction=0.5, protected=[1, 6],
+                           sensitivity_noise=0.5 if sensitivities else None)
 
 
 class CheckedStrategy(Strategy):
@@ -83,6 +89,18 @@ class CheckedStrategy(Strategy):
     def setup(self, problem: ProblemInfo, budget: int, rng: np.random.Generator) -> None:
         super().setup(problem, budget, rng)
         self.inner.setup(problem, budget, rng)
+        self.requested: list[np.ndarray] = []
+
+    def sensitivity_request(self):
+        req = self.inner.sensitivity_request()
+        if req is not None:
+            assert isinstance(req, np.ndarray) and req.dtype == np.bool_ and req.shape == (self.problem.space.dim,)
+            self.requested.append(req.copy())
+        return req
+
+    def tell_sensitivities(self, sensitivities) -> None:
+        assert np.array_equal(sensitivities.mask, self.requested[-1])  # the answer to the last request
+        self.inner.tell_sensitivities(sensitivities)
 
     def ask(self, n: int) -> np.ndarray:
         masks = self.inner.ask(n)
@@ -111,6 +129,13 @@ class FlakyProblem(Problem):
         self.inner = inner
         self.space, self.objective_names = inner.space, inner.objective_names
         self.ref_point, self.bounds = inner.ref_point, inner.bounds
+
+    @property
+    def has_sensitivities(self) -> bool:
+        return self.inner.has_sensitivities
+
+    def _sensitivities(self, mask: np.ndarray, split: str):
+        return self.inner.sensitivities(mask, split)
 
     def _evaluate(self, masks: np.ndarray, split: str) -> np.ndarray:
         values = self.inner.evaluate(masks, split)
@@ -151,11 +176,13 @@ def test_spends_exactly_the_budget_with_valid_masks(name, batch_size):
     problem = contract_problem()
     checked = CheckedStrategy(make_strategy(name))
     res = optimize(problem, checked, BUDGET, batch_size=batch_size, seed=1, strategy_name=name)
-    assert res.n_evaluations == BUDGET and res.stop_reason == "budget"
+    assert res.budget_spent == BUDGET and res.stop_reason == "budget"
+    assert res.n_sensitivity_calls == len({m.tobytes() for m in checked.requested}) < BUDGET
+    assert len(res.hv_curve) == BUDGET and np.all(np.diff(res.hv_curve) >= 0)
     assert problem.space.is_valid(res.masks).all()
-    assert len({m.tobytes() for m in res.masks}) == BUDGET  # every evaluation a distinct mask
+    assert len({m.tobytes() for m in res.masks}) == res.n_evaluations  # every evaluation a distinct mask
     sizes = [len(a) for a in checked.asked]
-    assert all(s <= batch_size for s in sizes) and sizes[0] == min(batch_size, BUDGET)
+    assert all(s <= batch_size for s in sizes) and sizes[0] == min(batch_size, res.n_evaluations)
     # "prefer masks not already told": re-asks are free, but a strategy must not live on them
     assert checked.repeats <= sum(sizes) // 2, f"{checked.repeats} of {sum(sizes)} asked masks were already told"
 
@@ -167,6 +194,7 @@ def test_deterministic_for_a_seed(name):
     b = _run(name, problem, batch_size=3, seed=7)
     np.testing.assert_array_equal(a.masks, b.masks)
     np.testing.assert_array_equal(a.values, b.values)
+    np.testing.assert_array_equal(a.sensitivity_masks, b.sensitivity_masks)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -177,14 +205,18 @@ def test_resumes_without_paying_again(name, tmp_path):
         with pytest.raises(Interrupt):
             _run(name, problem, batch_size=4, seed=3, store=store, run_id="r1", callbacks=[_interrupt_after(12)])
         paid_before = store.count(fingerprint)
-        assert 12 <= paid_before < BUDGET
+        sens_before = len(store.sensitivity_trials("r1"))
+        assert 12 <= paid_before + sens_before < BUDGET
         resumed = _run(name, problem, batch_size=4, seed=3, store=store, run_id="r1")
-        assert store.count(fingerprint) == BUDGET  # nothing evaluated twice
-    assert resumed.n_evaluations == BUDGET
+        n_sens = len(store.sensitivity_trials("r1"))
+        assert store.count(fingerprint) + n_sens == BUDGET  # nothing evaluated twice
+        assert store._db.execute("SELECT COUNT(*) FROM sensitivities").fetchone()[0] == n_sens
+    assert resumed.budget_spent == BUDGET
     assert resumed.n_cache_hits == paid_before
-    assert resumed.n_evaluations - resumed.n_cache_hits + paid_before == BUDGET
+    assert resumed.n_evaluations - resumed.n_cache_hits + paid_before + n_sens == BUDGET
     uninterrupted = _run(name, problem, batch_size=4, seed=3)
     np.testing.assert_array_equal(resumed.masks, uninterrupted.masks)
+    np.testing.assert_array_equal(resumed.sensitivity_masks, uninterrupted.sensitivity_masks)
     np.testing.assert_array_equal(resumed.front_values, uninterrupted.front_values)
 
 
@@ -192,9 +224,20 @@ def test_resumes_without_paying_again(name, tmp_path):
 def test_survives_failed_evaluations(name):
     problem = FlakyProblem(contract_problem())
     res = _run(name, problem, batch_size=4, seed=2)
-    assert res.n_evaluations == BUDGET and res.stop_reason == "budget"
+    assert res.budget_spent == BUDGET and res.stop_reason == "budget"
     failed = ~np.all(np.isfinite(res.values), axis=1)
     assert failed.any() and not failed.all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_runs_or_refuses_clearly_without_sensitivities(name):
+    problem = contract_problem(sensitivities=False)
+    try:
+        res = _run(name, problem, batch_size=4, seed=2)
+    except StrategyNotApplicable as exc:
+        assert "sensitivities" in str(exc)
+        return
+    assert res.n_evaluations == BUDGET and res.n_sensitivity_calls == 0
 
 
 @pytest.mark.slow

@@ -14,6 +14,10 @@ A suite is a TOML file (``benchmarks/suites/<name>.toml`` or any path)::
     name = "rho-mnk"
     options = { n_bits = 24, k = 2, rho = 0.0, seed = 1 }
 
+A strategy entry ``"name@variant"`` (e.g. ``"surrogate-sa@no-sensitivities"``) runs the registered
+strategy ``name`` with the options of ``[strategy_options."name@variant"]``, reported under
+its own label, so one suite can compare settings of one strategy.
+
 Each (problem, budget, strategy, seed) cell is written to ``cells/<key>.json`` when it
 finishes, so an interrupted suite resumes where it stopped (finished cells are not rerun).
 Every strategy of a problem shares one evaluation store (``stores/<label>.sqlite``): a mask
@@ -36,12 +40,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Suite", "Cell", "load_suite", "run_suite", "run_cell", "collect_results", "SUITES_DIR"]
+__all__ = ["Suite", "Cell", "load_suite", "run_suite", "run_cell", "collect_results", "SUITES_DIR", "base_strategy"]
 
 SUITES_DIR = Path(__file__).parent / "suites"
 RESULT_FIELDS = ["problem", "budget", "strategy", "seed", "hv_final", "hv_25", "hv_50", "hv_100", "igd_plus",
-                 "hv_front_search", "hv_front_heldout", "n_evaluations", "n_cache_hits", "wall_time_s",
-                 "strategy_time_s", "evaluation_time_s", "stop_reason"]
+                 "hv_front_search", "hv_front_heldout", "n_evaluations", "n_sensitivity_calls", "n_cache_hits",
+                 "wall_time_s", "strategy_time_s", "evaluation_time_s", "stop_reason"]
 
 
 @dataclass
@@ -110,13 +114,18 @@ def load_suite(name_or_path: str) -> Suite:
                  strategy_options=_expand(data.get("strategy_options", {})), description=data.get("description", ""))
 
 
+def base_strategy(label: str) -> str:
+    """The registered strategy of a suite entry: ``"name@variant"`` -> ``"name"``."""
+    return label.split("@", 1)[0]
+
+
 def _strategies(suite: Suite) -> list[str]:
     from framework.registry import STRATEGIES
 
     names: list[str] = []
     for s in suite.strategies:
         for n in (STRATEGIES.names() if s == "*" else [s]):
-            STRATEGIES.get(n)
+            STRATEGIES.get(base_strategy(n))
             if n not in names:
                 names.append(n)
     return names
@@ -181,7 +190,7 @@ def run_cell(cell: Cell, threads: int | None = None) -> dict[str, Any]:
 
     problem = PROBLEMS.create(cell.problem.name, **cell.problem.options)
     try:
-        strategy = STRATEGIES.create(cell.strategy, **cell.strategy_options)
+        strategy = STRATEGIES.create(base_strategy(cell.strategy), **cell.strategy_options)
         with EvaluationStore(cell.store) as store:
             try:
                 res = optimize(problem, strategy, cell.budget, batch_size=cell.batch_size, seed=cell.seed,
@@ -197,7 +206,8 @@ def run_cell(cell: Cell, threads: int | None = None) -> dict[str, Any]:
                 "hv_final": res.hypervolume, "hv_25": _at_fraction(curve, cell.budget, 0.25),
                 "hv_50": _at_fraction(curve, cell.budget, 0.5), "hv_100": _at_fraction(curve, cell.budget, 1.0),
                 "igd_plus": None, "hv_front_search": None, "hv_front_heldout": None,
-                "n_evaluations": res.n_evaluations, "n_cache_hits": res.n_cache_hits, "wall_time_s": res.wall_time,
+                "n_evaluations": res.n_evaluations, "n_cache_hits": res.n_cache_hits,
+                "n_sensitivity_calls": res.n_sensitivity_calls, "wall_time_s": res.wall_time,
                 "strategy_time_s": res.strategy_time, "evaluation_time_s": res.evaluation_time,
                 "stop_reason": res.stop_reason, "hv_curve": curve, "front": res.front_values.tolist(),
                 "front_masks": [np.flatnonzero(~m).tolist() for m in res.front_masks],

@@ -24,6 +24,8 @@ examples:
   headrepair resume runs/<dir>                     continue an interrupted run to its budget
   headrepair evaluate --mask keep-all --split both
   headrepair export runs/<dir> --out repaired/
+  headrepair run --strategy attribution-greedy     follow the heads' gradients, verify every step
+  headrepair attribute --out a.json --compare 60   every head's estimated effect, checked on 60 real knock-outs
   headrepair list                                  what can be plugged in
 """
 
@@ -47,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "override the file.")
     r.add_argument("--problem", help=f"registered problem (default {DEFAULTS.problem})")
     r.add_argument("--strategy", help=f"registered strategy (default {DEFAULTS.strategy})")
-    r.add_argument("--budget", type=int, help=f"real evaluations to spend (default {DEFAULTS.budget})")
+    r.add_argument("--budget", type=int, help=f"real evaluations to spend; a head-sensitivity call counts as one "
+                                              f"(default {DEFAULTS.budget})")
     r.add_argument("--batch-size", type=int, help=f"masks per round (default {DEFAULTS.batch_size})")
     r.add_argument("--seed", type=int, help=f"random seed of the strategy (default {DEFAULTS.seed})")
     r.add_argument("--out", help="run directory (default runs/<problem>-<strategy>-s<seed>-<time>)")

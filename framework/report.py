@@ -103,8 +103,8 @@ def _errorbars(ax, rel: np.ndarray, infos: Sequence[dict], names: Sequence[str],
 def plot_hv(path: Path, result: OptimizationResult) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    ax.plot(np.arange(1, len(result.hv_curve) + 1), result.hv_curve, c="C0")
-    ax.set_xlabel("real evaluations")
+    ax.plot(np.arange(1, len(result.hv_curve) + 1), result.hv_curve, c="C0")  # one point per budget unit
+    ax.set_xlabel("budget spent (real evaluations and sensitivity calls)")
     ax.set_ylabel("hypervolume (normalized objectives)")
     ax.set_title(f"{result.strategy} on {result.problem}, seed {result.seed}")
     ax.grid(alpha=0.3)
@@ -197,7 +197,9 @@ def write_report(path: Path, problem: Problem, result: OptimizationResult, cfg: 
               f"- strategy `{cfg.strategy}` options `{result.strategy_options}`",
               f"- budget {result.budget} real evaluations, batch size {result.batch_size}, seed {result.seed}; "
               f"received {result.n_evaluations} ({result.n_cache_hits} from the store, "
-              f"{res.get('n_failed', 0)} failed); stop: {result.stop_reason}",
+              f"{res.get('n_failed', 0)} failed)"
+              + (f" and {result.n_sensitivity_calls} head-sensitivity call(s), one budget unit each"
+                 if result.n_sensitivity_calls else "") + f"; stop: {result.stop_reason}",
               f"- time: {result.wall_time:.1f} s in all, {result.evaluation_time:.1f} s evaluating, "
               f"{result.strategy_time:.1f} s in the strategy",
               f"- hypervolume (normalized, reference point {np.round(result.ref_point, 4).tolist()}): "

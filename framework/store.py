@@ -192,9 +192,12 @@ class EvaluationStore:
 
     def trials(self, run_id: str) -> list[tuple[int, np.ndarray, bool]]:
         """``(seq, mask, cache_hit)`` of a run, in order."""
+        return self._history("trials", "seq", "evaluations", run_id)
+
+    def _history(self, table: str, order: str, values: str, run_id: str) -> list[tuple[int, np.ndarray, bool]]:
         rows = self._db.execute(
-            "SELECT t.seq, t.mask, e.n_bits, t.cache_hit FROM trials t JOIN evaluations e "
-            "ON t.fingerprint = e.fingerprint AND t.mask = e.mask WHERE t.run_id=? ORDER BY t.seq",
+            f"SELECT t.{order}, t.mask, v.n_bits, t.cache_hit FROM {table} t JOIN {values} v "
+            f"ON t.fingerprint = v.fingerprint AND t.mask = v.mask WHERE t.run_id=? ORDER BY t.{order}",
             (run_id,)).fetchall()
         return [(s, unpack_mask(b, n), bool(h)) for s, b, n, h in rows]
 
@@ -224,8 +227,4 @@ class EvaluationStore:
 
     def sensitivity_trials(self, run_id: str) -> list[tuple[int, np.ndarray, bool]]:
         """``(spent, mask, cache_hit)`` of a run's sensitivity calls, in order."""
-        rows = self._db.execute(
-            "SELECT t.spent, t.mask, s.n_bits, t.cache_hit FROM sensitivity_trials t JOIN sensitivities s "
-            "ON t.fingerprint = s.fingerprint AND t.mask = s.mask WHERE t.run_id=? ORDER BY t.spent",
-            (run_id,)).fetchall()
-        return [(s, unpack_mask(b, n), bool(h)) for s, b, n, h in rows]
+        return self._history("sensitivity_trials", "spent", "sensitivities", run_id)

@@ -14,6 +14,7 @@ from framework.cli import main
 from framework.problem import NoSensitivities
 from framework.store import EvaluationStore
 from objectives.masked_lm.attribution import attribute, compare_knockouts
+from objectives.masked_lm.counterfactual import PronounBias
 from objectives.masked_lm.gradients import (
     frozen_parameters,
     next_token_jacobian,
@@ -122,8 +123,11 @@ def test_gated_context_validates_and_leaves_no_gate(build_tiny):
     masker.remove()
 
 
-@pytest.mark.parametrize("metric", ["pronoun", "swap", "likelihood"])
-def test_problem_gradients_match_finite_differences_of_the_objectives(make, metric):
+@pytest.mark.parametrize("metric", ["pronoun", "pronoun-words", "swap", "likelihood"])
+def test_problem_gradients_match_finite_differences_of_the_objectives(make, metric, monkeypatch):
+    if metric == "pronoun-words":  # the path for continuations of several tokens: whole sentences scored
+        monkeypatch.setattr(PronounBias, "_single_tokens", lambda self, items: None)
+        metric = "pronoun"
     problem = make(bias_metric=metric, n_pronoun_occupations=4, n_pronoun_templates=2)
     problem.model.double()
     mask = _mask(problem.space.dim)

@@ -33,7 +33,10 @@ def test_main_job_end_to_end(tmp_path):
         assert (out / name).is_file(), name
     res = json.loads((out / "result.json").read_text())
     assert res["problem"] == "masked-lm" and res["strategy"] == "surrogate-sa"
-    assert res["n_evaluations"] == 12 and res["objective_names"] == ["bias", "perplexity"]
+    assert res["objective_names"] == ["bias", "perplexity"]
+    # the default strategy spends one unit on head sensitivities of the unpruned model, then evaluates
+    assert res["n_sensitivity_calls"] == 1 and res["n_evaluations"] == 11 and res["budget_spent"] == 12
+    assert len(res["hv_curve"]) == 12 and "head-sensitivity call" in (out / "report.md").read_text()
     chosen = json.loads((out / "chosen_mask.json").read_text())
     assert set(chosen["splits"]) == {"search", "validation", "heldout"}
     for split in chosen["splits"].values():

@@ -167,7 +167,8 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
     t_start = time.perf_counter()
     strategy_time = evaluation_time = 0.0
     t0 = time.perf_counter()
-    strategy.setup(ProblemInfo.of(problem), budget, np.random.default_rng(seed))
+    info = ProblemInfo.of(problem)
+    strategy.setup(info, budget, np.random.default_rng(seed))
     strategy_time += time.perf_counter() - t0
 
     seen: dict[bytes, int] = {}          # packed mask -> index in the run's history
@@ -187,7 +188,7 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
     def serve_sensitivities() -> float:
         """Answer the strategy's sensitivity requests (each new mask: one budget unit)."""
         nonlocal strategy_time
-        used = 0.0
+        used, repeats = 0.0, 0
         while spent() < budget:
             t0 = time.perf_counter()
             req = strategy.sensitivity_request()
@@ -201,6 +202,10 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
             key = pack_mask(req)
             if key in sens_seen:
                 sens = sens_seen[key]
+                repeats += 1
+                if repeats > max_stall:
+                    raise StrategyStalled(f"strategy {name!r} requested already received sensitivities {max_stall} "
+                                          f"times in a row without asking for a mask")
             else:
                 sens = store.get_sensitivities(fingerprint, req)
                 hit = sens is not None
@@ -223,7 +228,7 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
 
     try:
         while spent() < budget:
-            if strategy.problem.has_sensitivities:
+            if info.has_sensitivities:
                 evaluation_time += serve_sensitivities()
                 if spent() >= budget:
                     break

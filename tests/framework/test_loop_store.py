@@ -274,3 +274,13 @@ def test_problem_without_sensitivities_says_so():
     assert not problem.has_sensitivities
     with pytest.raises(NoSensitivities, match="offers no head sensitivities"):
         problem.sensitivities(np.ones(8, dtype=bool))
+
+
+def test_a_strategy_that_keeps_requesting_the_same_sensitivities_is_stopped():
+    class Stuck(_SensitivityEveryRound):
+        def sensitivity_request(self):
+            return self.problem.space.keep_all()[0]
+
+    problem = PROBLEMS.create("rho-mnk", n_bits=8, k=1, seed=0, sensitivity_noise=0.3)
+    with pytest.raises(StrategyStalled, match="requested already received sensitivities"):
+        optimize(problem, Stuck(), 10, max_stall=5)

@@ -32,7 +32,7 @@ test: setup lint
 	$(BIN)/python -m pytest -q $(ARGS)
 
 bench: setup
-	$(BIN)/python -m pytest benchmarks -q -o python_files='bench_*.py' --benchmark-only --benchmark-columns=min,median,mean,ops $(ARGS)
+	$(BIN)/python -m pytest benchmarks/perf -q -o python_files='bench_*.py' --benchmark-only --benchmark-columns=min,median,mean,ops $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""Shared pytest set-up for tests/ and the benchmark files in benchmarks/."""
+"""Shared pytest set-up for tests/ and the benchmark files in benchmarks/perf/."""
 
 from __future__ import annotations
 

@@ -220,6 +220,9 @@ def _plots(out: Path, groups) -> list[Path]:
     for prob, budget in sorted(by_problem.items()):
         by_strategy = groups[(prob, budget)]
         fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
+        first = next(iter(by_strategy.values()))[0]
+        # the problem's declared roles (records made before roles were recorded: objective 0 bias, 1 cost)
+        bias, cost = (int((first.get("roles") or {}).get(k, d)) for k, d in (("bias", 0), ("cost", 1)))
         for i, (strategy, rows) in enumerate(sorted(by_strategy.items())):
             n = min(len(r["hv_curve"]) for r in rows)
             if n == 0:
@@ -231,11 +234,11 @@ def _plots(out: Path, groups) -> list[Path]:
             ax.fill_between(x, q25, q75, color=f"C{i}", alpha=0.2)
             front = np.array(min(rows, key=lambda r: r["seed"])["front"])
             if len(front):
-                front = front[np.argsort(front[:, 1])]
-                bx.step(front[:, 1], front[:, 0], where="post", c=f"C{i}", label=strategy, marker=".")
-        names = next(iter(by_strategy.values()))[0].get("objective_names", ["f0", "f1"])
+                front = front[np.argsort(front[:, cost])]
+                bx.step(front[:, cost], front[:, bias], where="post", c=f"C{i}", label=strategy, marker=".")
+        names = first.get("objective_names") or [f"f{j}" for j in range(max(bias, cost) + 1)]
         ax.set(xlabel="real evaluations", ylabel="hypervolume (median, IQR band)", title=f"{prob}, budget {budget}")
-        bx.set(xlabel=names[1], ylabel=names[0], title="final fronts (lowest seed)")
+        bx.set(xlabel=names[cost], ylabel=names[bias], title="final fronts (lowest seed)")
         ax.legend(fontsize=7)
         bx.legend(fontsize=7)
         fig.tight_layout()

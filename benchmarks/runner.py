@@ -187,6 +187,7 @@ def run_cell(cell: Cell, threads: int | None = None) -> dict[str, Any]:
     from framework.runs import evaluate_on_split, split_hypervolume
     from framework.store import EvaluationStore
     from framework.strategy import StrategyNotApplicable
+    from framework.verdict import roles
 
     problem = PROBLEMS.create(cell.problem.name, **cell.problem.options)
     try:
@@ -212,6 +213,8 @@ def run_cell(cell: Cell, threads: int | None = None) -> dict[str, Any]:
                 "stop_reason": res.stop_reason, "hv_curve": curve, "front": res.front_values.tolist(),
                 "front_masks": [np.flatnonzero(~m).tolist() for m in res.front_masks],
                 "objective_names": list(problem.objective_names), "cell": asdict(cell),
+                "roles": dict(zip(("bias", "cost"), roles(problem), strict=True))
+                if len(problem.objective_names) >= 2 else None,
             }
             ref_front = problem.reference_front()
             if ref_front is not None:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from framework.config import DEFAULTS, RunConfig, load_config_file, parse_set, route_options
-from framework.registry import PROBLEMS, STRATEGIES, SURROGATES, RegistryError
+from framework.registry import ACQUISITIONS, PROBLEMS, STRATEGIES, SURROGATES, RegistryError
 from framework.space import read_mask_file
 
 __all__ = ["main", "build_parser"]
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "off. Budgets count real evaluations of the problem (for masked-lm: runs of the masked model).")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    sub.add_parser("list", help="registered problems, strategies and surrogates, with summaries")
+    sub.add_parser("list", help="registered problems, strategies, surrogates and acquisitions, with summaries")
 
     r = sub.add_parser("run", help="search masks on a problem and write a run directory",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -156,7 +156,8 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
 def _cmd_list(args: argparse.Namespace) -> int:
     from framework.registry import option_names
 
-    for title, reg in (("problems", PROBLEMS), ("strategies", STRATEGIES), ("surrogates", SURROGATES)):
+    for title, reg in (("problems", PROBLEMS), ("strategies", STRATEGIES), ("surrogates", SURROGATES),
+                       ("acquisitions", ACQUISITIONS)):
         print(f"{title}:")
         for e in reg.entries():
             src = "" if e.source == "headrepair" else f"  [{e.source}]"

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from framework.history import pack_mask
 from framework.pareto import hypervolume, hypervolume_curve, non_dominated
 from framework.problem import SEARCH, Problem
-from framework.store import EvaluationStore, pack_mask
+from framework.store import EvaluationStore
 from framework.strategy import ProblemInfo, Strategy
 
 __all__ = ["optimize", "OptimizationResult", "RunProgress", "StrategyStalled", "curve_by_budget"]

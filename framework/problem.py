@@ -18,7 +18,7 @@ import numpy as np
 
 from framework.space import HeadSpace, as_masks
 
-__all__ = ["Problem", "Sensitivities", "NoSensitivities", "SEARCH", "HELDOUT"]
+__all__ = ["Problem", "Sensitivities", "NoSensitivities", "SEARCH", "HELDOUT", "validate_roles"]
 
 SEARCH = "search"
 HELDOUT = "heldout"
@@ -62,6 +62,35 @@ class Sensitivities:
                    dict(data.get("info", {})))
 
 
+def _index_tuple(costs: Any, problem: str) -> tuple:
+    if isinstance(costs, (str, bytes)) or not hasattr(costs, "__iter__"):
+        raise ValueError(f"problem {problem!r}: cost_objectives must be a tuple of objective indices, got {costs!r}")
+    return tuple(costs)
+
+
+def validate_roles(bias: Any, costs: Any, n_objectives: int, *,
+                   problem: str = "problem") -> tuple[int, tuple[int, ...]]:
+    """Check the objective roles of a problem with ``n_objectives`` objectives: ``bias`` an objective
+    index, ``costs`` distinct objective indices other than ``bias``.  Returns them as
+    ``(int, tuple[int, ...])``; raises a :class:`ValueError` naming ``problem`` otherwise."""
+    def index(x: Any, what: str) -> int:
+        if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
+            raise ValueError(f"problem {problem!r}: {what} must be an objective index (int), got {x!r}")
+        if not 0 <= int(x) < n_objectives:
+            raise ValueError(f"problem {problem!r}: {what} {int(x)} is out of range: it has {n_objectives} "
+                             f"objective(s), indices 0..{n_objectives - 1}")
+        return int(x)
+
+    b = index(bias, "bias_objective")
+    c = tuple(index(x, "cost objective") for x in _index_tuple(costs, problem))
+    if b in c:
+        raise ValueError(f"problem {problem!r}: objective {b} is declared both the bias and a cost "
+                         f"(bias_objective={b}, cost_objectives={c})")
+    if len(set(c)) != len(c):
+        raise ValueError(f"problem {problem!r}: cost_objectives {c} repeats an objective")
+    return b, c
+
+
 class Problem(ABC):
     """Base class of every problem.
 
@@ -76,6 +105,14 @@ class Problem(ABC):
 
     ``_evaluate`` may return a non-finite row for a mask it could not evaluate: that
     evaluation is stored as failed (and still counts against the budget).
+
+    Roles: which objective is which, for the pick rule, the verdict and the plots of a run.
+    ``bias_objective`` (default ``0``) is the index of the bias, the objective a repair must
+    lower; ``cost_objectives`` (default: every other objective, ``(1,)`` for two) are the
+    utility costs a repair must keep within a limit of the unpruned model (the first one is the
+    cost the pick rule bounds and the plots put on the x axis).  Strategies still see and
+    minimize every objective alike.  A problem declares them as class attributes, or sets them
+    in ``__init__``; :meth:`check_roles` validates them.
     """
 
     name: ClassVar[str] = ""
@@ -86,10 +123,30 @@ class Problem(ABC):
     ref_point: np.ndarray
     bounds: np.ndarray
     splits: tuple[str, ...] = (SEARCH,)
+    bias_objective: int = 0
+    _cost_objectives: tuple[int, ...] | None = None    # None: every objective but the bias
 
     @property
     def n_objectives(self) -> int:
         return len(self.objective_names)
+
+    # -------------------------------------------------------------------- roles
+    @property
+    def cost_objectives(self) -> tuple[int, ...]:
+        """Indices of the utility-cost objectives (declared, or every objective but the bias)."""
+        if self._cost_objectives is not None:
+            return tuple(self._cost_objectives)
+        return tuple(j for j in range(self.n_objectives) if j != self.bias_objective)
+
+    @cost_objectives.setter
+    def cost_objectives(self, value: tuple[int, ...]) -> None:
+        self._cost_objectives = _index_tuple(value, self.name or type(self).__name__)
+
+    def check_roles(self) -> tuple[int, tuple[int, ...]]:
+        """``(bias_objective, cost_objectives)`` once checked (:func:`validate_roles`); a
+        :class:`ValueError` saying what is wrong otherwise."""
+        return validate_roles(self.bias_objective, self.cost_objectives, self.n_objectives,
+                              problem=self.name or type(self).__name__)
 
     # --------------------------------------------------------------- evaluation
     def evaluate(self, masks: np.ndarray, split: str = SEARCH) -> np.ndarray:

@@ -1,8 +1,8 @@
-"""Registries: name -> factory, for problems, strategies and surrogates.
+"""Registries: name -> factory, for problems, strategies, surrogates and acquisitions.
 
 Built-in entries and third-party plug-ins register the same way, through package entry
 points (groups ``headrepair.problems``, ``headrepair.strategies``,
-``headrepair.surrogates``), so this module imports none of them.  Programmatic
+``headrepair.surrogates``, ``headrepair.acquisitions``), so this module imports none of them.  Programmatic
 registration (:meth:`Registry.register`) is there for notebooks and tests.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-__all__ = ["Registry", "RegistryError", "Entry", "PROBLEMS", "STRATEGIES", "SURROGATES"]
+__all__ = ["Registry", "RegistryError", "Entry", "ACQUISITIONS", "PROBLEMS", "STRATEGIES", "SURROGATES"]
 
 
 class RegistryError(LookupError):
@@ -161,3 +161,4 @@ def option_names(factory: Callable[..., Any]) -> list[str] | None:
 PROBLEMS = Registry("problem", "headrepair.problems")
 STRATEGIES = Registry("strategy", "headrepair.strategies")
 SURROGATES = Registry("surrogate", "headrepair.surrogates")
+ACQUISITIONS = Registry("acquisition", "headrepair.acquisitions")

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from framework.history import pack_mask, unpack_mask
 from framework.space import as_masks
 
-__all__ = ["EvaluationStore", "StoredEvaluation", "pack_mask", "unpack_mask"]
+__all__ = ["EvaluationStore", "StoredEvaluation"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS problems (
@@ -74,16 +75,6 @@ CREATE TABLE IF NOT EXISTS sensitivity_trials (
     PRIMARY KEY (run_id, spent)
 );
 """
-
-
-def pack_mask(mask: np.ndarray) -> bytes:
-    """``bool[d]`` -> bytes (``np.packbits``, big-endian bit order)."""
-    return np.packbits(np.asarray(mask, dtype=bool)).tobytes()
-
-
-def unpack_mask(blob: bytes, n_bits: int) -> np.ndarray:
-    """Inverse of :func:`pack_mask`."""
-    return np.unpackbits(np.frombuffer(blob, dtype=np.uint8), count=n_bits).astype(bool)
 
 
 @dataclass(frozen=True)

@@ -42,12 +42,16 @@ class ProblemInfo:
     ref_point: np.ndarray
     bounds: np.ndarray
     has_sensitivities: bool = False  # the problem answers sensitivity requests (one evaluation each)
+    bias_objective: int = 0  # the objective a repair lowers (Problem.bias_objective)
+    cost_objectives: tuple[int, ...] = (1,)  # the utility costs it keeps within a limit (Problem.cost_objectives)
 
     @classmethod
     def of(cls, problem) -> ProblemInfo:
         return cls(problem.space, tuple(problem.objective_names),
                    np.asarray(problem.ref_point, dtype=float), np.asarray(problem.bounds, dtype=float),
-                   bool(getattr(problem, "has_sensitivities", False)))
+                   bool(getattr(problem, "has_sensitivities", False)),
+                   int(getattr(problem, "bias_objective", 0)),
+                   tuple(int(j) for j in getattr(problem, "cost_objectives", (1,))))
 
     @property
     def n_objectives(self) -> int:

@@ -30,6 +30,14 @@ class Surrogate(ABC):
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``bool[k, d]`` -> ``(mean float[k, m], std float[k, m])``."""
 
+    def sample(self, X: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``float[n, k, m]``: ``n`` draws of the model's belief at the ``bool[k, d]`` masks, joint
+        over the ``k`` masks where the model knows their correlation (Thompson sampling).  The
+        default draws independent Gaussians ``N(mean, std^2)`` per mask and objective; a GP draws
+        from its joint posterior, an ensemble hands out its members."""
+        mean, std = self.predict(X)
+        return mean[None] + std[None] * rng.standard_normal((int(n), *mean.shape))
+
     def predict_torch(self, X):  # pragma: no cover - default path, overridden by torch surrogates
         """Batched prediction on a ``torch`` tensor ``[k, d]`` (0/1 float or bool), returning
         ``(mean, std)`` tensors ``[k, m]``.  Used by samplers that stay in torch (simulated

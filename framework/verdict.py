@@ -6,8 +6,8 @@ bootstrap standard error of the *relative change* against the unpruned model on 
 the unpruned model share.  A problem that reports no such error gets no significance claim.
 
 The run-finishing code (:mod:`framework.runs`) and the report (:mod:`framework.report`) take the
-objective roles, the thresholds, the verdict and all their sentences from here, so that a test can
-cover each sentence and a later redesign can swap in roles declared on the problem.
+objective roles (declared on the problem: ``Problem.bias_objective``, ``Problem.cost_objectives``),
+the thresholds, the verdict and all their sentences from here, so that a test can cover each sentence.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from framework.problem import HELDOUT, SEARCH
+from framework.problem import HELDOUT, SEARCH, validate_roles
 
 __all__ = ["VALIDATION", "SIGNIFICANCE", "REPAIRED", "NOT_SIGNIFICANT", "NO_REPAIR", "BIAS_INCREASED",
            "COST_OVER_LIMIT", "roles", "cost_splits", "change", "significant", "judge", "rule_sentence",
@@ -37,11 +37,23 @@ _LOADS = "loads with `AutoModelForCausalLM.from_pretrained`"
 
 
 def roles(problem: Any) -> tuple[int, int]:
-    """``(bias index, cost index)`` of ``problem``'s objectives, both minimized.
+    """``(bias index, cost index)`` of ``problem``'s objectives, both minimized, as the problem declares
+    them: ``(problem.bias_objective, problem.cost_objectives[0])``
+    (:class:`~framework.problem.Problem`: objective 0 and objective 1 unless a problem says otherwise).
 
-    The one place that says which objective is the bias and which the utility cost: today
-    objective 0 and objective 1 of every problem."""
-    return 0, 1
+    The pick rule, the verdict and the plots of a run read the roles here.  An object that is no
+    :class:`~framework.problem.Problem` and lacks the attributes gets ``(0, 1)``.  A
+    :class:`ValueError` when the declared roles are invalid (:func:`~framework.problem.validate_roles`)
+    or the problem has no cost objective."""
+    names = getattr(problem, "objective_names", None)
+    n = len(names) if names is not None else 2
+    label = getattr(problem, "name", "") or type(problem).__name__
+    bias, costs = validate_roles(getattr(problem, "bias_objective", 0), getattr(problem, "cost_objectives", (1,)), n,
+                                 problem=label)
+    if not costs:
+        raise ValueError(f"problem {label!r} declares no cost objective (it has {n} objective(s)): the pick rule "
+                         "needs a bias and a cost")
+    return bias, costs[0]
 
 
 def cost_splits(splits: Sequence[str], pick_split: str) -> list[str]:

@@ -45,6 +45,8 @@ class FaspHeadsProblem(NoisyFlipSensitivities, Problem):
 
     name = "fasp-heads"
     summary = "bias/perplexity landscape from FASP's published per-head scores + seeded in-layer interactions"
+    bias_objective = 0             # objectives (bias, perplexity): perplexity is the utility cost
+    cost_objectives = (1,)
 
     def __init__(self, *, path: str, model: str = "gpt2", axis: str = "gender_and_sex", interaction: float = 0.5,
                  seed: int = 0, max_pruned_fraction: float = 0.3, protected: tuple[int, ...] = (),

@@ -28,8 +28,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from framework.history import pack_mask
 from framework.problem import Sensitivities
-from framework.store import pack_mask
 
 __all__ = ["NoisyFlipSensitivities", "noise_ratios", "noise_entry"]
 

@@ -2,7 +2,7 @@
 recorded real evaluations.
 
 The recording (``objectives/data/replay_smollm2.npz``, 42 KB, made by
-``benchmarks/record_replay.py``; how it was made is stored inside it under ``meta``: command,
+``objectives/replay_record.py``; how it was made is stored inside it under ``meta``: command,
 problem settings, seed, machine, date, time) holds 1,000 distinct masks of the embedded
 SmolLM2-135M, each measured with the then-default ``masked-lm`` metrics (likelihood bias,
 sentence scope, descriptor aggregate, gender axis; strided perplexity) on the search and the
@@ -12,9 +12,10 @@ of +2/5/10/20%.  **Metric sizes were cut** to fit the recording on 2 CPU cores (
 ``n_templates=1`` (~42 sentences per split instead of ~246), ``n_windows=3, window=96,
 stride=64`` (192 scored tokens instead of 1,024); the metric definitions are the defaults.
 So the recorded values are noisier than the main job's: the regressor averages that noise
-out, which makes replay *smoother* than the real problem.  Made with::
+out, which makes replay *smoother* than the real problem.  Made with (the script was then
+``benchmarks/record_replay.py``, the name its ``meta["made_with"]`` keeps)::
 
-    python -m benchmarks.record_replay --out objectives/data/replay_smollm2.npz \
+    python -m objectives.replay_record --out objectives/data/replay_smollm2.npz \
         --set n_templates=1 --set n_windows=3 --set window=96 --set stride=64
 
 What it shows (search / held-out): unpruned bias 0.680 / 0.562, perplexity 31.95 / 23.02; over
@@ -59,7 +60,7 @@ def load_recording(path: str | Path = DEFAULT_RECORDING) -> dict:
     ``baseline float[2, m]`` (search, heldout), and ``meta`` (dict)."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"replay: no recording at {str(p)!r} (make one with benchmarks/record_replay.py)")
+        raise FileNotFoundError(f"replay: no recording at {str(p)!r} (make one with objectives/replay_record.py)")
     with np.load(p, allow_pickle=False) as z:
         meta = json.loads(str(z["meta"]))
         d = int(meta["n_layers"]) * int(meta["n_heads"])
@@ -80,12 +81,14 @@ class ReplayProblem(NoisyFlipSensitivities, Problem):
     name = "replay"
     summary = "embedded SmolLM2 stand-in: >=1,000 recorded real evaluations answered by boosted trees (fast)"
     splits = (SEARCH, HELDOUT)
+    bias_objective = 0             # as masked-lm: (bias, perplexity), perplexity the utility cost
+    cost_objectives = (1,)
 
     def __init__(self, *, recording: str | None = None, seed: int = 0, max_pruned_fraction: float = 0.1,
                  protected: tuple[int, ...] = (), test_fraction: float = 0.2,
                  sensitivity_noise: float | list[float] | None = None) -> None:
         """Args:
-            recording: ``.npz`` made by ``benchmarks/record_replay.py``; default: the shipped one.
+            recording: ``.npz`` made by ``objectives/replay_record.py``; default: the shipped one.
             seed: seeds the regressors and the accuracy split.
             max_pruned_fraction: as ``masked-lm`` (0.1 = 27 of 270 heads); the recording's random
                 masks prune up to ``meta["max_pruned"]`` heads, so larger limits extrapolate.

@@ -12,7 +12,9 @@ small instances:
   the strategies by the Zitzler-Thiele greedy repair.
 
 Every objective is minimized; the mask bit ``x_j`` is the ``bool`` entry ``j`` of the mask
-(``True`` = keep = 1).  Evaluation is vectorized numpy and deterministic.
+(``True`` = keep = 1).  Evaluation is vectorized numpy and deterministic.  Roles (for the pick
+rule and plots of a run, :class:`~framework.problem.Problem`): objective 0 stands in for the
+bias, the other objective(s) for the utility cost.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class RhoMNKProblem(NoisyFlipSensitivities, Problem):
 
     name = "rho-mnk"
     summary = "rho-MNK landscape: m correlated NK objectives over N bits with K epistatic links (synthetic)"
+    bias_objective = 0             # roles: objective 0 stands in for the bias; the cost objectives are the others
 
     def __init__(self, *, n_bits: int = 64, k: int = 2, rho: float = 0.0, n_objectives: int = 2, seed: int = 0,
                  max_pruned_fraction: float = 1.0, protected: Iterable[int] = (),
@@ -196,6 +199,8 @@ class KnapsackProblem(NoisyFlipSensitivities, Problem):
 
     name = "knapsack"
     summary = "bi-objective 0/1 knapsack, one capacity constraint, greedy repair (synthetic)"
+    bias_objective = 0             # roles: profit 1 stands in for the bias, profit 2 for the cost
+    cost_objectives = (1,)
 
     def __init__(self, *, n_items: int = 64, capacity_ratio: float = 0.5, seed: int = 0,
                  max_pruned_fraction: float = 1.0, protected: Iterable[int] = (),

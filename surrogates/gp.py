@@ -181,6 +181,28 @@ class GPSurrogate(Surrogate):
         mean, std = self._predict(torch.from_numpy(masks).to(torch.float64), chunk_rows=4096)
         return mean.numpy(), std.numpy()
 
+    def sample(self, X: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``float[n, k, m]``: draws from the joint posterior at the ``bool[k, d]`` masks, per
+        objective (``K** - K*n (K + s^2 I)^-1 Kn*``, plus the noise where ``include_noise``)."""
+        if self._n_bits is None:
+            raise RuntimeError("the surrogate is not fitted: call fit(X, Y) before sample")
+        x = torch.from_numpy(query_masks(X, self._n_bits)).to(torch.float64)
+        m, k = self._alpha.shape[0], x.shape[0]
+        with torch.no_grad():
+            k_cross = self.model.covar_module(x, self._train_x).to_dense().reshape(m, k, -1)  # [m, k, n]
+            k_self = self.model.covar_module(x).to_dense().reshape(m, k, k)
+            v = k_cross @ self._L_inv.transpose(-1, -2)  # [m, k, n]
+            cov = k_self - v @ v.transpose(-1, -2)
+            if self.include_noise:
+                cov = cov + torch.diag_embed(self._noise[:, None].expand(m, k))
+            mean = self._const[:, None] + (k_cross @ self._alpha.unsqueeze(-1)).squeeze(-1)  # [m, k]
+            evals, evecs = torch.linalg.eigh(0.5 * (cov + cov.transpose(-1, -2)))
+            root = evecs * evals.clamp_min(0).sqrt().unsqueeze(-2)  # [m, k, k]
+            z = torch.as_tensor(rng.standard_normal((int(n), m, k)), dtype=torch.float64)
+            draws = mean + (root @ z.unsqueeze(-1)).squeeze(-1)  # [n, m, k]
+            draws = draws * self._y_std[:, None] + self._y_mean[:, None]
+        return draws.transpose(1, 2).numpy()
+
     def predict_torch(self, X: Tensor, *, chunk_rows: int = 4096) -> tuple[Tensor, Tensor]:
         """``[k, d]`` tensor (bool or 0/1 float, ``1`` = keep) -> ``(mean, std)`` float32 tensors ``[k, m]``.
 

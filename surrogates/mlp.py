@@ -222,6 +222,20 @@ class MLPEnsemble(Surrogate):
         mean, std = self.predict_torch(torch.from_numpy(masks))
         return mean.numpy().astype(float), std.numpy().astype(float)
 
+    def sample(self, X: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``float[n, k, m]``: the members' predictions (draw ``i`` is member ``i mod E``, members in
+        an order drawn from ``rng``), their deviations from the mean scaled like the calibrated
+        spread, so the draws spread as :meth:`predict`'s ``std`` says."""
+        masks = torch.from_numpy(query_masks(X, self._n_bits))
+        if self._net is None:
+            raise RuntimeError("the surrogate is not fitted: call fit(X, Y) before sample")
+        with torch.no_grad():
+            preds = self._net(self._encode(masks))  # [E, k, m]
+            mean = preds.mean(dim=0)
+            draws = mean + (preds - mean) * self._std_scale * (self.n_members / (self.n_members - 1)) ** 0.5
+        order = np.resize(rng.permutation(self.n_members), int(n))
+        return (draws[torch.as_tensor(order)] * self._y_std + self._y_mean).numpy().astype(float)
+
     def predict_torch(self, X: Tensor, *, chunk_rows: int = 16384) -> tuple[Tensor, Tensor]:
         """``[k, d]`` tensor (bool or 0/1 float, ``1`` = keep) -> ``(mean, std)`` float32 tensors ``[k, m]``.
 

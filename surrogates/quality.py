@@ -22,7 +22,7 @@ from scipy.stats import kendalltau
 from framework.surrogate import Surrogate
 from surrogates._data import training_data
 
-__all__ = ["surrogate_quality", "format_quality", "prediction_scores",
+__all__ = ["surrogate_quality", "format_quality", "model_based_diagnostics", "prediction_scores",
            "NOMINAL_COVERAGE_1SD", "NOMINAL_COVERAGE_2SD", "NOMINAL_MEAN_ABS_Z"]
 
 NOMINAL_COVERAGE_1SD = math.erf(1 / math.sqrt(2))  # 0.6827
@@ -124,3 +124,31 @@ def format_quality(report: dict[str, Any]) -> str:
         lines.append(f"  {name:<24} {s['r2']:>7.3f} {s['kendall_tau']:>6.3f} {s['coverage_1sd']:>7.2f} "
                      f"{s['coverage_2sd']:>7.2f} {s['mean_abs_z']:>8.2f}")
     return "\n".join(lines)
+
+
+def model_based_diagnostics(strategy, surrogate: str, surrogate_options: dict) -> dict[str, Any]:
+    """The run report's figures of a model-based strategy
+    (:class:`~acquisition.composed.ModelBasedStrategy`): model rounds and seconds spent fitting,
+    annealing and selecting; out-of-sample scores of every mask the surrogate picked (predicted
+    before its real evaluation); and a k-fold check of a fresh ``surrogate`` on all the data."""
+    from framework.registry import SURROGATES
+
+    names = strategy.problem.objective_names
+    timings = strategy.timings
+    out: dict[str, Any] = {"surrogate": surrogate, "model_rounds": len(timings),
+                           "seconds": {k: round(sum(t.get(k, 0.0) for t in timings), 2)
+                                       for k in ("fit", "anneal", "select")}}
+    mean, std, real = strategy.prediction_checks()
+    if len(mean) >= 4:
+        out["picked_masks_out_of_sample"] = {
+            "n": len(mean),
+            **{n: {k: round(v, 3) for k, v in prediction_scores(real[:, j], mean[:, j], std[:, j]).items()}
+               for j, n in enumerate(names)}}
+    X, Yn = strategy.data()
+    if len(X) >= 10:
+        rep = surrogate_quality(lambda: SURROGATES.create(surrogate, **{"seed": 0, **surrogate_options}),
+                                X, Yn, objective_names=list(names), seed=0)
+        out["k_fold_on_all_evaluations"] = {
+            "method": rep["method"], "n": rep["n_test"],
+            **{n: {k: round(v, 3) for k, v in s.items()} for n, s in rep["objectives"].items()}}
+    return out

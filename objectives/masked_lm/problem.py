@@ -212,6 +212,8 @@ class MaskedLMProblem(Problem):
     summary = "Bias and perplexity of a causal LM with attention heads switched off (masked-LLM layer)"
     splits = SPLITS
     objective_names = ("bias", "perplexity")
+    bias_objective = 0             # roles: the bias is lowered, perplexity is the utility cost kept in bounds
+    cost_objectives = (1,)
 
     def __init__(self, *, model: str = DEFAULT_MODEL, device: str | None = None, dtype: str | None = None,
                  bias_metric: str = "pronoun", scope: str = "sentence", aggregate: str | None = None,

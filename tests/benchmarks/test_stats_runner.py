@@ -46,6 +46,7 @@ def test_runner_is_resumable_and_reports(tmp_path):
     assert {r["budget"] for r in rows} == {"12", "20"} and all(int(r["n_evaluations"]) == int(r["budget"])
                                                                for r in rows)
     assert all(r["igd_plus"] != "" for r in rows)  # both problems are small enough for an exact front
+    assert all(r["roles"] == {"bias": 0, "cost": 1} for r in records)  # the problems' declared roles
     # same budget and seed share the first evaluations through the problem's store
     # a finished cell is not rerun; a deleted one is
     victim = sorted((tmp_path / "cells").glob("*.json"))[0]
@@ -124,6 +125,27 @@ def test_report_summarizes_who_wins_where_and_by_how_much(tmp_path):
     assert "| b | random (+55.0% over surrogate-sa) [2] |" in text  # 0.845 vs 0.545
     # a: better, b: worse (10 seeds each, no overlap); held-out only on a, identical values: n.s.
     assert "| 10 | random | 2 | 1 | 0 | 1 | 0.50 | 1.281 | 0 / 1 / 0 |" in text
+
+
+def test_report_plots_fronts_by_the_recorded_roles(tmp_path):
+    """x = the cost, y = the bias, whichever objective each is: fronts recorded in the other order with
+    their roles draw the same picture; records without roles plot objective 1 against objective 0."""
+    front = [[0.2, 1.0], [0.5, 0.6], [0.9, 0.1]]                             # (bias, cost)
+
+    def rec(front, **extra):
+        return {"problem": "p", "budget": 4, "strategy": "random", "seed": 0, "hv_final": 0.5, "hv_25": 0.5,
+                "hv_50": 0.5, "hv_curve": [0.1, 0.2, 0.4, 0.5], "front": front, **extra}
+
+    swapped = [row[::-1] for row in front]
+    cases = {"plain": rec(front, objective_names=["bias", "cost"]),
+             "roles": rec(swapped, objective_names=["cost", "bias"], roles={"bias": 1, "cost": 0}),
+             "no_roles": rec(swapped, objective_names=["cost", "bias"])}
+    png = {}
+    for key, record in cases.items():
+        (tmp_path / key).mkdir()
+        write_bench_report(tmp_path / key, [record], suite_name="t")
+        png[key] = (tmp_path / key / "p.png").read_bytes()
+    assert png["roles"] == png["plain"] and png["no_roles"] != png["plain"]
 
 
 def test_report_ranks_each_budget_among_the_strategies_that_ran_there(tmp_path):

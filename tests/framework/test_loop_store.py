@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from framework.config import RunConfig
+from framework.history import pack_mask, unpack_mask
 from framework.loop import StrategyStalled, optimize
 from framework.registry import PROBLEMS, STRATEGIES
-from framework.store import EvaluationStore, pack_mask, unpack_mask
+from framework.store import EvaluationStore
 from framework.strategy import Strategy
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from framework.history import pack_mask
 from framework.loop import optimize
 from framework.problem import Problem
 from framework.registry import PROBLEMS, STRATEGIES, SURROGATES
 from framework.space import HeadSpace
-from framework.store import pack_mask
 from framework.strategy import ProblemInfo
-from strategies.surrogate_sa import SurrogateSA
+from strategies.surrogate_sa import SurrogateSA, SurrogateSAOneshot
 
 # small surrogate and annealing settings: the tests check behaviour, not the real job's sizes
 FAST = {"surrogate_options": {"n_members": 3, "hidden": (32,), "max_epochs": 80, "patience": 10},
@@ -71,10 +71,17 @@ def setup_strategy(problem, budget, seed=0, **options):
 def test_registered_with_documented_options():
     strat = STRATEGIES.create("surrogate-sa", mode="oneshot", cooling="logarithmic")
     assert isinstance(strat, SurrogateSA) and strat.name == "surrogate-sa"
-    assert strat.initial_fraction == 0.8 and strat.scalarization == "threshold" and strat.n_steps == 4000
+    assert strat.schedule.n_steps == 4000 and strat.schedule.cooling == "logarithmic"
+    oneshot = STRATEGIES.create("surrogate-sa-oneshot", cooling="logarithmic")
+    assert isinstance(oneshot, SurrogateSAOneshot) and "mode" not in oneshot.options()
+    assert {**oneshot.options(), "mode": "oneshot"} == strat.options()  # mode="oneshot" is an alias
+    with pytest.raises(TypeError, match="mode"):
+        SurrogateSAOneshot(mode="iterative")
     it = SurrogateSA()
-    assert it.mode == "iterative" and it.surrogate == "mlp" and it.scalarization == "mixed"
+    assert it.mode == "iterative" and it.surrogate == "mlp" and it.schedule.n_steps == 500
     assert it.options()["move_weights"]["kv_swap"] == 0.5
+    # options round-trip: what result.json records rebuilds the same strategy
+    assert STRATEGIES.create("surrogate-sa", **strat.options()).options() == strat.options()
     for kwargs, match in (({"mode": "twice"}, "mode"), ({"cooling": "slow"}, "cooling"),
                           ({"initial_max_ratio": 0.0}, "initial_max_ratio"), ({"thresholds": (0.3, 0.1)}, "thresholds"),
                           ({"knockout_fraction": 0.8, "group_fraction": 0.5}, "knockout_fraction"),
@@ -87,7 +94,8 @@ def test_registered_with_documented_options():
 def test_initial_design_is_low_ratio_and_structure_aware():
     space = HeadSpace(10, 9, 3, max_pruned_fraction=0.5, protected=frozenset({4, 50}))
     strat = setup_strategy(HeadToy(space), budget=100, initial_fraction=0.6, initial_max_ratio=0.05)
-    design = strat.initial_design(60)
+    assert strat.initial_design_size == 60
+    design = strat.ask(60)
     assert design.shape == (60, 90) and space.is_valid(design).all()
     assert len({pack_mask(m) for m in design}) == 60
     assert design[0].all()  # the unpruned mask first: the thresholds' baseline
@@ -111,7 +119,7 @@ def test_loop_spends_the_budget_on_new_valid_masks(mode):
     assert len({pack_mask(m) for m in result.masks}) == 40
     assert space.is_valid(result.masks).all()
     assert np.isnan(result.values).any(axis=1).sum() >= 4
-    n_init = max(round(strat.initial_fraction * 40), strat.min_initial)
+    n_init = strat.initial_design_size
     assert result.masks[0].all()
     assert len(strat.timings) == (1 if mode == "oneshot" else -(-(40 - n_init) // 6))
 

@@ -2,7 +2,7 @@
 
 Not collected by the normal test run (``bench_*.py``); run it alone, nothing else busy:
 
-    python -m pytest benchmarks/bench_store.py --benchmark-columns=min,median,max,rounds
+    python -m pytest benchmarks/perf/bench_store.py --benchmark-columns=min,median,max,rounds
 
 A batch is 10 masks over ``d = 270`` heads (SmolLM2-135M) with an info dict like the one
 ``masked-lm`` stores.  Each operation runs against a store already holding 100 and 10,000

@@ -2,7 +2,7 @@
 
 Not collected by the normal test run (``bench_*.py``); run it alone, nothing else busy:
 
-    python -m pytest benchmarks/bench_masking.py -s --benchmark-columns=min,median,max,rounds
+    python -m pytest benchmarks/perf/bench_masking.py -s --benchmark-columns=min,median,max,rounds
 
 Models: the embedded SmolLM2-135M (30 layers x 9 heads; fetched from PyPI and converted on first
 use) and a tiny random Llama (2 layers x 4 heads, hidden 32: the worst case for the hooks'

@@ -2,7 +2,7 @@
 
 Not collected by the normal test run (``bench_*.py``); run it alone, nothing else busy:
 
-    python -m pytest benchmarks/bench_surrogates.py --benchmark-columns=min,median,max,rounds
+    python -m pytest benchmarks/perf/bench_surrogates.py --benchmark-columns=min,median,max,rounds
 
 Sizes: ``d = 270`` (SmolLM2-135M heads) at ``n = 100`` and ``500`` training points, prediction
 of 1,000 masks (``predict``, numpy) and of 4,096 masks (``predict_torch``, one simulated-annealing

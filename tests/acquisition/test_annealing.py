@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 import torch
 
+from acquisition.annealing import (
+    MOVES,
+    AnnealSchedule,
+    HeadMoves,
+    MoveWeights,
+    SimulatedAnnealing,
+    temperature_schedule,
+)
 from framework.space import HeadSpace
-from strategies.annealing import MOVES, HeadMoves, MoveWeights, SimulatedAnnealing, temperature_schedule
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -109,7 +116,7 @@ def linear_problem(seed: int = 0, d: int = 40):
 @pytest.mark.parametrize("cooling", ["geometric", "logarithmic"])
 def test_annealing_finds_the_optimum_of_a_constrained_linear_energy(cooling):
     space, w, optimum = linear_problem()
-    sa = SimulatedAnnealing(space, n_steps=600, cooling=cooling)
+    sa = SimulatedAnnealing(space, AnnealSchedule(n_steps=600, cooling=cooling))
     result = sa.run(lambda x, chain: x @ w, torch.ones(16, space.dim, dtype=torch.bool), gen())
     assert space.is_valid(result.best_x.numpy()).all() and space.is_valid(result.pool().numpy()).all()
     assert torch.allclose(result.best_energy, (result.best_x.float() @ w), atol=1e-4)
@@ -126,7 +133,8 @@ def test_each_chain_follows_its_own_energy():
     def energy(x, chain):
         return sign[chain] * (x @ w)
 
-    result = SimulatedAnnealing(space, n_steps=400).run(energy, torch.ones(8, space.dim, dtype=torch.bool), gen())
+    sa = SimulatedAnnealing(space, AnnealSchedule(n_steps=400))
+    result = sa.run(energy, torch.ones(8, space.dim, dtype=torch.bool), gen())
     kept_sum = result.best_x.float() @ w
     assert (kept_sum[0::2] < kept_sum[1::2]).all()
 
@@ -138,20 +146,20 @@ def test_initial_temperature_follows_the_target_acceptance():
     def energy(x, chain):
         return x @ w
 
-    t_low = SimulatedAnnealing(space, initial_acceptance=0.2).initial_temperature(energy, x0, energy(x0.float(), None),
-                                                                                   gen())
-    t_high = SimulatedAnnealing(space, initial_acceptance=0.8).initial_temperature(energy, x0,
-                                                                                    energy(x0.float(), None), gen())
+    low = SimulatedAnnealing(space, AnnealSchedule(initial_acceptance=0.2))
+    t_low = low.initial_temperature(energy, x0, energy(x0.float(), None), gen())
+    high = SimulatedAnnealing(space, AnnealSchedule(initial_acceptance=0.8))
+    t_high = high.initial_temperature(energy, x0, energy(x0.float(), None), gen())
     assert (t_low > 0).all() and (t_high > t_low).all()
     # Kirkpatrick's rule: exp(-mean uphill delta / T0) = chi0, so T0 scales with the energy
-    t_scaled = SimulatedAnnealing(space, initial_acceptance=0.2).initial_temperature(
+    t_scaled = SimulatedAnnealing(space, AnnealSchedule(initial_acceptance=0.2)).initial_temperature(
         lambda x, chain: 10 * (x @ w), x0, 10 * energy(x0.float(), None), gen())
     assert torch.allclose(t_scaled, 10 * t_low, rtol=1e-4)
 
 
 def test_annealing_is_deterministic_and_honours_the_trust_region():
     space, w, _ = linear_problem(3)
-    sa = SimulatedAnnealing(space, n_steps=200)
+    sa = SimulatedAnnealing(space, AnnealSchedule(n_steps=200))
     rng = np.random.default_rng(0)
     x0 = torch.as_tensor(space.sample(12, rng, max_ratio=0.1))
 
@@ -168,7 +176,7 @@ def test_annealing_is_deterministic_and_honours_the_trust_region():
 
 def test_invalid_inputs_are_refused():
     space, w, _ = linear_problem()
-    sa = SimulatedAnnealing(space, n_steps=5)
+    sa = SimulatedAnnealing(space, AnnealSchedule(n_steps=5))
     bad = torch.ones(2, space.dim, dtype=torch.bool)
     bad[0, 1] = False  # a protected head
     with pytest.raises(ValueError, match="break the space's constraints"):
@@ -179,4 +187,4 @@ def test_invalid_inputs_are_refused():
                           ({"initial_acceptance": 1.0}, "initial_acceptance"),
                           ({"final_temperature_ratio": 0.0}, "final_temperature_ratio")):
         with pytest.raises(ValueError, match=match):
-            SimulatedAnnealing(space, **kwargs)
+            AnnealSchedule(**kwargs)

@@ -1,6 +1,6 @@
 """Record real evaluations of the embedded model for the ``replay`` problem.
 
-    python -m benchmarks.record_replay --out objectives/data/replay_smollm2.npz [--store rec.sqlite]
+    python -m objectives.replay_record --out objectives/data/replay_smollm2.npz [--store rec.sqlite]
 
 Masks (deterministic for ``--seed``): every single-head knock-out, random masks pruning
 ``k`` heads with ``k`` log-uniform in [2, ``--max-pruned``], then neighbours (1-3 flips) of
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "objective_names": list(problem.objective_names), "problem_options": options,
         "problem": problem.describe(), "n_knockouts": int(len(knock)), "n_random": int(len(rand)) - n_dup,
         "n_neighbours": int(len(neigh)), "max_pruned": args.max_pruned, "seed": args.seed,
-        "made_with": "python -m benchmarks.record_replay " + " ".join(argv or sys.argv[1:]),
+        "made_with": "python -m objectives.replay_record " + " ".join(argv or sys.argv[1:]),
         "seconds": round(time.time() - t0, 1), "machine": platform.platform(), "date": time.strftime("%Y-%m-%d"),
         "sha256": hashlib.sha256(packed.tobytes() + search.tobytes() + heldout.tobytes()).hexdigest()[:16],
     }

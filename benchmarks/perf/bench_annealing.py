@@ -2,7 +2,7 @@
 
 Not collected by the normal test run (``bench_*.py``); run it alone, nothing else busy:
 
-    python -m pytest benchmarks/bench_annealing.py -s --benchmark-columns=min,median,max,rounds
+    python -m pytest benchmarks/perf/bench_annealing.py -s --benchmark-columns=min,median,max,rounds
 
 Space: the embedded SmolLM2-135M layout (30 layers x 9 query heads, 3 KV heads per layer,
 at most 30% pruned).  Surrogate: the registered ``mlp`` with its default architecture, fitted
@@ -28,9 +28,9 @@ import numpy as np
 import pytest
 import torch
 
+from acquisition.annealing import AnnealSchedule, SimulatedAnnealing
 from framework.registry import SURROGATES
 from framework.space import HeadSpace
-from strategies.annealing import SimulatedAnnealing
 
 CHAINS, STEPS = 32, 200
 SPACE = HeadSpace(30, 9, 3, max_pruned_fraction=0.3)
@@ -51,7 +51,7 @@ def setting():
         mean, _ = model.predict_torch(x)
         return mean[:, 0] + 10.0 * (mean[:, 1] - threshold).clamp(min=0)
 
-    sa = SimulatedAnnealing(SPACE, n_steps=STEPS)
+    sa = SimulatedAnnealing(SPACE, AnnealSchedule(n_steps=STEPS))
     x0 = torch.as_tensor(SPACE.sample(CHAINS, rng, max_ratio=0.03))
     return sa, energy, x0, model
 

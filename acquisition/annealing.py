@@ -1,4 +1,4 @@
-"""Batched simulated annealing over head masks, in torch.
+"""Batched simulated annealing over head masks, in torch: an acquisition optimizer.
 
 Many chains advance together: every step proposes one move per chain, scores all proposals
 with **one** call of the energy function (``energy(x float[k, d], chain long[k]) -> float[k]``:
@@ -37,8 +37,8 @@ import torch
 
 from framework.space import HeadSpace
 
-__all__ = ["MoveWeights", "HeadMoves", "AnnealResult", "SimulatedAnnealing", "temperature_schedule",
-           "COOLINGS"]
+__all__ = ["AnnealSchedule", "COOLINGS", "HeadMoves", "MoveWeights", "OptimizerResult", "SimulatedAnnealing",
+           "temperature_schedule"]
 
 COOLINGS = ("geometric", "logarithmic")
 
@@ -83,6 +83,40 @@ class MoveWeights:
 
 
 MOVES = tuple(f.name for f in fields(MoveWeights))
+
+
+@dataclass(frozen=True)
+class AnnealSchedule:
+    """How a run of simulated annealing cools (validated once, here).
+
+    Attributes:
+        n_steps: steps per chain (one energy call per step for all chains), >= 1.
+        cooling: ``"geometric"`` or ``"logarithmic"`` (see :func:`temperature_schedule`).
+        initial_acceptance: target fraction of uphill moves accepted at the start, in (0, 1);
+            sets each chain's initial temperature.
+        final_temperature_ratio: last temperature as a fraction of the initial one, in (0, 1].
+        n_trials: trial moves per chain used to set the initial temperature (one energy call), >= 1.
+        n_snapshots: states recorded per chain over the second half of the run, >= 0.
+    """
+
+    n_steps: int = 1000
+    cooling: str = "geometric"
+    initial_acceptance: float = 0.5
+    final_temperature_ratio: float = 1e-3
+    n_trials: int = 16
+    n_snapshots: int = 8
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.n_steps, (int, np.integer)) and self.n_steps >= 1):
+            raise ValueError(f"n_steps must be an integer >= 1, got {self.n_steps!r}")
+        if self.cooling not in COOLINGS:
+            raise ValueError(f"cooling must be one of {COOLINGS}, got {self.cooling!r}")
+        if not 0.0 < self.initial_acceptance < 1.0:
+            raise ValueError(f"initial_acceptance must be in (0, 1), got {self.initial_acceptance}")
+        if not 0.0 < self.final_temperature_ratio <= 1.0:
+            raise ValueError(f"final_temperature_ratio must be in (0, 1], got {self.final_temperature_ratio}")
+        if self.n_trials < 1 or self.n_snapshots < 0:
+            raise ValueError(f"n_trials must be >= 1 and n_snapshots >= 0, got {self.n_trials}, {self.n_snapshots}")
 
 
 def _pick(allowed: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -227,16 +261,16 @@ def temperature_schedule(t0: torch.Tensor, n_steps: int, *, cooling: str = "geom
 
 
 @dataclass
-class AnnealResult:
-    """Outcome of one batched run of ``c`` chains over ``d`` heads.
+class OptimizerResult:
+    """Outcome of one batched run of ``c`` chains (annealing or local search) over ``d`` heads.
 
     Attributes:
         best_x: ``bool[c, d]`` lowest-energy state each chain visited.
         best_energy: ``float[c]`` its energy.
         final_x: ``bool[c, d]`` each chain's last state.
         snapshots: ``bool[s, c, d]`` states at ``s`` evenly spaced steps of the second half.
-        t0: ``float[c]`` initial temperature of each chain.
-        acceptance: ``float[c]`` fraction of proposals accepted.
+        t0: ``float[c]`` initial temperature of each chain (0 for local search).
+        acceptance: ``float[c]`` fraction of steps that moved.
         n_energy_calls: calls of the energy function (each on all chains at once).
     """
 
@@ -259,37 +293,17 @@ class SimulatedAnnealing:
 
     Args:
         space: the search space (constraints and head topology).
-        n_steps: steps per chain (one energy call per step for all chains).
-        cooling: ``"geometric"`` or ``"logarithmic"`` (see :func:`temperature_schedule`).
-        initial_acceptance: target fraction of uphill moves accepted at the start, in (0, 1);
-            sets each chain's initial temperature.
-        final_temperature_ratio: last temperature as a fraction of the initial one, in (0, 1].
+        schedule: the cooling schedule (:class:`AnnealSchedule`; default ``AnnealSchedule()``).
         move_weights: relative frequency of each move (:class:`MoveWeights` or a dict).
-        n_trials: trial moves per chain used to set the initial temperature (one energy call).
-        n_snapshots: states recorded per chain over the second half of the run.
     """
 
-    def __init__(self, space: HeadSpace, *, n_steps: int = 1000, cooling: str = "geometric",
-                 initial_acceptance: float = 0.5, final_temperature_ratio: float = 1e-3,
-                 move_weights: MoveWeights | dict | None = None, n_trials: int = 16, n_snapshots: int = 8) -> None:
-        if n_steps < 1:
-            raise ValueError(f"n_steps must be >= 1, got {n_steps}")
-        if cooling not in COOLINGS:
-            raise ValueError(f"cooling must be one of {COOLINGS}, got {cooling!r}")
-        if not 0.0 < initial_acceptance < 1.0:
-            raise ValueError(f"initial_acceptance must be in (0, 1), got {initial_acceptance}")
-        if not 0.0 < final_temperature_ratio <= 1.0:
-            raise ValueError(f"final_temperature_ratio must be in (0, 1], got {final_temperature_ratio}")
-        if n_trials < 1 or n_snapshots < 0:
-            raise ValueError(f"n_trials must be >= 1 and n_snapshots >= 0, got {n_trials}, {n_snapshots}")
+    def __init__(self, space: HeadSpace, schedule: AnnealSchedule | None = None, *,
+                 move_weights: MoveWeights | dict | None = None) -> None:
+        if schedule is not None and not isinstance(schedule, AnnealSchedule):
+            raise TypeError(f"schedule must be an AnnealSchedule, got {type(schedule).__name__}")
         self.space = space
-        self.n_steps = int(n_steps)
-        self.cooling = cooling
-        self.initial_acceptance = float(initial_acceptance)
-        self.final_temperature_ratio = float(final_temperature_ratio)
+        self.schedule = schedule or AnnealSchedule()
         self.moves = HeadMoves(space, move_weights)
-        self.n_trials = int(n_trials)
-        self.n_snapshots = int(n_snapshots)
 
     @torch.no_grad()
     def initial_temperature(self, energy: EnergyFn, x: torch.Tensor, e: torch.Tensor,
@@ -299,14 +313,14 @@ class SimulatedAnnealing:
         All trial moves of all chains are scored in one energy call.  A chain whose trials
         never went uphill takes the median T0 of the others (or a small scale of its energy)."""
         c = x.shape[0]
-        prop = torch.cat([self.moves.propose(x, generator)[0] for _ in range(self.n_trials)])  # trial-major
-        chain = torch.arange(c).repeat(self.n_trials)
-        e_trial = self._energy_of(energy, prop, chain).reshape(self.n_trials, c)
+        prop = torch.cat([self.moves.propose(x, generator)[0] for _ in range(self.schedule.n_trials)])  # trial-major
+        chain = torch.arange(c).repeat(self.schedule.n_trials)
+        e_trial = self._energy_of(energy, prop, chain).reshape(self.schedule.n_trials, c)
         delta = e_trial - e[None, :]
         up = torch.where(delta > 0, delta, torch.zeros_like(delta))
         n_up = (delta > 0).sum(dim=0)
         mean_up = up.sum(dim=0) / n_up.clamp(min=1)
-        t0 = -mean_up / math.log(self.initial_acceptance)
+        t0 = -mean_up / math.log(self.schedule.initial_acceptance)
         ok = n_up > 0
         if ok.any():
             fallback = t0[ok].median()
@@ -323,7 +337,7 @@ class SimulatedAnnealing:
 
     @torch.no_grad()
     def run(self, energy: EnergyFn, x0: torch.Tensor, generator: torch.Generator, *,
-            max_distance: int | None = None) -> AnnealResult:
+            max_distance: int | None = None) -> OptimizerResult:
         """Anneal ``c`` chains from ``x0`` (``bool[c, d]``, valid states).
 
         ``energy(x, chain)`` maps ``float[k, d]`` 0/1 states and the ``long[k]`` chain index of
@@ -343,16 +357,17 @@ class SimulatedAnnealing:
         calls = 1
         t0 = self.initial_temperature(energy, x, e, generator)
         calls += 1
-        temps = temperature_schedule(t0, self.n_steps, cooling=self.cooling,
-                                     final_ratio=self.final_temperature_ratio)
+        temps = temperature_schedule(t0, self.schedule.n_steps, cooling=self.schedule.cooling,
+                                     final_ratio=self.schedule.final_temperature_ratio)
         best_x, best_e = x.clone(), e.clone()
         anchor = x.clone()
         accepted = torch.zeros(c)
-        half = self.n_steps // 2
-        snap_at = set(np.linspace(half, self.n_steps - 1, self.n_snapshots).round().astype(int).tolist()) \
-            if self.n_snapshots else set()
+        half = self.schedule.n_steps // 2
+        sch = self.schedule
+        snap_at = set(np.linspace(half, sch.n_steps - 1, sch.n_snapshots).round().astype(int).tolist()) \
+            if sch.n_snapshots else set()
         snapshots = []
-        for k in range(self.n_steps):
+        for k in range(self.schedule.n_steps):
             prop, moved = self.moves.propose(x, generator)
             if max_distance is not None:
                 moved = moved & ((prop != anchor).sum(dim=1) <= max_distance)
@@ -370,6 +385,6 @@ class SimulatedAnnealing:
             if k in snap_at:
                 snapshots.append(x.clone())
         snaps = torch.stack(snapshots) if snapshots else torch.zeros(0, c, self.space.dim, dtype=torch.bool)
-        return AnnealResult(best_x=best_x, best_energy=best_e, final_x=x, snapshots=snaps, t0=t0,
-                            acceptance=accepted / self.n_steps, n_energy_calls=calls)
+        return OptimizerResult(best_x=best_x, best_energy=best_e, final_x=x, snapshots=snaps, t0=t0,
+                            acceptance=accepted / self.schedule.n_steps, n_energy_calls=calls)
 

@@ -1,0 +1,129 @@
+"""Hypervolume acquisitions: greedy hypervolume gain of optimistic predictions, and expected
+hypervolume improvement (analytic, BoTorch's implementation of Yang et al. 2019, any number of
+objectives).  Both count hypervolume inside the normalized reference box, over the told front
+plus the picks already made in the batch.
+"""
+
+from __future__ import annotations
+
+import moocore
+import numpy as np
+import torch
+from botorch.acquisition.multi_objective.analytic import ExpectedHypervolumeImprovement as _BoTorchEHVI
+from botorch.models.model import Model
+from botorch.utils.multi_objective.box_decompositions.non_dominated import NondominatedPartitioning
+
+from acquisition.base import Acquisition
+from acquisition.scalarizations import _check_beta
+from framework.pareto import non_dominated
+
+__all__ = ["ExpectedHypervolumeImprovement", "HypervolumeGain", "hypervolume_improvement"]
+
+
+def hypervolume_improvement(y: np.ndarray, front: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``float[k]``: hypervolume improvement of each row of ``y`` over ``front`` (within ``ref``),
+    or, where there is none, minus the additive shift the row needs before it would improve it
+    (so dominated candidates still rank by how close they are)."""
+    # shift needed: inside the reference box, and not weakly dominated by any front point
+    need = np.max(y - ref, axis=1)
+    if len(front):
+        need = np.maximum(need, np.max(np.min(y[:, None, :] - front[None, :, :], axis=2), axis=1))
+    score = -need
+    hv0 = float(moocore.hypervolume(front, ref=ref)) if len(front) else 0.0
+    for i in np.flatnonzero(need < 0):
+        pts = np.vstack([front, y[i]]) if len(front) else y[i][None]
+        score[i] = float(moocore.hypervolume(pts, ref=ref)) - hv0
+    return score
+
+
+class HypervolumeGain(Acquisition):
+    """Minus the hypervolume the optimistic prediction ``mean - beta * std`` adds to the told
+    front inside the reference box (dominated predictions: minus the shift they need).  In a
+    batch each pick that improves the front joins it, so the next pick must add elsewhere."""
+
+    name = "hv-gain"
+    summary = "greedy hypervolume gain of the optimistic prediction over the told front (+ pending picks)"
+
+    def __init__(self, *, beta: float = 0.5) -> None:
+        self.beta = _check_beta(beta)
+
+    def _setup(self, rng: np.random.Generator) -> None:
+        self._front = self.state.front_inside()
+
+    def score_numpy(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+        return -hypervolume_improvement(mean - self.beta * std, self._front, self.state.ref)
+
+    def score(self, mean, std, member):
+        e = self.score_numpy(mean.double().numpy(), std.double().numpy())
+        return torch.as_tensor(e, dtype=torch.float32)
+
+    def condition(self, mean, std, energy):
+        y = mean - self.beta * std
+        if np.all(y < self.state.ref) and -energy > 0:
+            front = np.vstack([self._front, y])
+            self._front = front[non_dominated(front)]
+
+
+class _Predictions(Model):
+    """A BoTorch ``Model`` whose posterior at ``X`` is the independent Gaussian ``(-mean, std^2)``
+    handed in, so BoTorch's analytic EHVI (a maximizer) scores our minimized predictions."""
+
+    def __init__(self, m: int) -> None:
+        super().__init__()
+        self._m = m
+        self.mean = self.std = None
+
+    @property
+    def num_outputs(self) -> int:
+        return self._m
+
+    def posterior(self, X, output_indices=None, observation_noise=False, posterior_transform=None, **kwargs):
+        return _Posterior(-self.mean.unsqueeze(-2), self.std.pow(2).unsqueeze(-2))
+
+
+class _Posterior:
+    def __init__(self, mean: torch.Tensor, variance: torch.Tensor) -> None:
+        self.mean, self.variance = mean, variance
+
+
+class ExpectedHypervolumeImprovement(Acquisition):
+    """Minus the expected hypervolume improvement over the told front (plus pending picks, each
+    at its predicted mean) inside the reference box, under independent Gaussian predictions
+    ``N(mean, std^2)`` per objective: BoTorch's analytic EHVI on its box decomposition of the
+    non-dominated region (exact for any number of objectives; the cells grow quickly beyond 3)."""
+
+    name = "ehvi"
+    summary = "expected hypervolume improvement (analytic, BoTorch box decomposition), pending picks at their mean"
+
+    def __init__(self, *, min_std: float = 1e-6) -> None:
+        if not min_std > 0:
+            raise ValueError(f"min_std must be > 0, got {min_std}")
+        self.min_std = float(min_std)
+
+    def _setup(self, rng: np.random.Generator) -> None:
+        self._front = self.state.front_inside()
+        self._build()
+
+    def _build(self) -> None:
+        ref = torch.as_tensor(-self.state.ref, dtype=torch.float64)
+        Y = torch.as_tensor(-self._front, dtype=torch.float64).reshape(-1, len(ref))
+        self._model = _Predictions(len(ref))
+        self._acq = _BoTorchEHVI(self._model, ref.tolist(), NondominatedPartitioning(ref_point=ref, Y=Y))
+
+    def _ehvi(self, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        self._model.mean = mean.double()
+        self._model.std = std.double().clamp_min(self.min_std)
+        with torch.no_grad():
+            return self._acq(torch.zeros(len(mean), 1, 1, dtype=torch.float64))
+
+    def score(self, mean, std, member):
+        return -self._ehvi(mean, std).float()
+
+    def score_numpy(self, mean, std):
+        return -self._ehvi(torch.as_tensor(mean), torch.as_tensor(std)).numpy()
+
+    def condition(self, mean, std, energy):
+        if np.all(mean < self.state.ref):
+            front = np.vstack([self._front, mean])
+            self._front = front[non_dominated(front)]
+            self._build()

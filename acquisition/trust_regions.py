@@ -61,9 +61,11 @@ class HammingTrustRegion:
         initial_ratio: initial radius as a share of the heads, in (0, 1].
         factor: growth and shrink factor (> 1).
         min_radius: smallest initial radius (>= 1).
+        adaptive: ``False`` keeps the initial radius for good (:meth:`fixed`).
     """
 
-    def __init__(self, *, initial_ratio: float = 0.02, factor: float = 1.5, min_radius: float = 2.0) -> None:
+    def __init__(self, *, initial_ratio: float = 0.02, factor: float = 1.5, min_radius: float = 2.0,
+                 adaptive: bool = True) -> None:
         if not 0.0 < initial_ratio <= 1.0:
             raise ValueError(f"initial_ratio must be in (0, 1], got {initial_ratio}")
         if not factor > 1.0:
@@ -73,14 +75,23 @@ class HammingTrustRegion:
         self.initial_ratio = float(initial_ratio)
         self.factor = float(factor)
         self.min_radius = float(min_radius)
+        self.adaptive = bool(adaptive)
         self._dim: int | None = None
         self._initial = self._radius = None
         self.restarts = 0
 
+    @classmethod
+    def fixed(cls, radius: int) -> HammingTrustRegion:
+        """A region of ``radius`` flips that never adapts (BoTorch local searches' ``max_flips``)."""
+        if radius < 1:
+            raise ValueError(f"radius must be >= 1, got {radius}")
+        return cls(initial_ratio=1.0, min_radius=float(radius), adaptive=False)
+
     def start(self, dim: int) -> HammingTrustRegion:
         """Reset the radius for a space of ``dim`` heads; returns ``self``."""
         self._dim = int(dim)
-        self._initial = max(self.min_radius, math.ceil(self.initial_ratio * dim))
+        self._initial = (max(self.min_radius, math.ceil(self.initial_ratio * dim)) if self.adaptive
+                         else self.min_radius)
         self._radius = self._initial
         self.restarts = 0
         return self
@@ -98,6 +109,8 @@ class HammingTrustRegion:
 
     def update(self, improved: bool) -> None:
         """Grow after a round that improved the told front, shrink after one that did not."""
+        if not self.adaptive:
+            return
         r = self.radius * self.factor if improved else self.radius / self.factor
         if r < 1.0:
             r = self._initial

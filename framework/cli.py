@@ -149,7 +149,11 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
             options[f"problem.{flag}"] = getattr(args, flag)
     p_opts, s_opts = route_options(cfg.problem, cfg.strategy, options)
     cfg.problem_options = {**cfg.problem_options, **p_opts}
-    cfg.strategy_options = {**cfg.strategy_options, **s_opts}
+    merged = dict(cfg.strategy_options)
+    for key, value in s_opts.items():  # component groups (surrogate_options...) merge key by key
+        both = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = {**merged[key], **value} if both else value
+    cfg.strategy_options = merged
     return cfg
 
 

@@ -12,7 +12,9 @@ A config file has the same keys as the ``headrepair run`` flags (``problem``, ``
     "problem.bias_metric" = "likelihood"
 
 An option key may name its target (``problem.x``, ``strategy.x``); an unprefixed key goes to
-whichever of the problem and the strategy accepts it (an error if both or neither do).
+whichever of the problem and the strategy accepts it (an error if both or neither do).  A
+strategy's component takes ``strategy.COMPONENT.x`` (e.g. ``strategy.surrogate.n_members=8``
+sets ``n_members`` in the strategy's ``surrogate_options``).
 """
 
 from __future__ import annotations
@@ -117,6 +119,14 @@ def route_options(problem: str, strategy: str, options: dict[str, Any]) -> tuple
     s_opts: dict[str, Any] = {}
     for key, value in options.items():
         target, dot, name = key.partition(".")
+        if dot and target == "strategy" and "." in name:  # strategy.COMPONENT.KEY -> COMPONENT_options[KEY]
+            component, _, sub = name.partition(".")
+            group = f"{component}_options"
+            if s_names is not None and group not in s_names:
+                raise ValueError(f"option {key!r}: strategy {strategy!r} has no component {component!r} "
+                                 f"(no option {group!r})")
+            s_opts.setdefault(group, {})[sub] = value
+            continue
         if dot and target in ("problem", "strategy"):
             (p_opts if target == "problem" else s_opts)[name] = value
             continue

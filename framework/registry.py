@@ -130,14 +130,20 @@ class Registry:
             raise RegistryError(f"unknown {self.kind} {name!r}{hint} (registered: {', '.join(known) or 'none'})")
         return self._entries[name]
 
-    def create(self, name: str, **options: Any) -> Any:
-        """Build the entry ``name`` with keyword ``options``; unknown options name the valid ones."""
+    def check_options(self, name: str, options: dict[str, Any]) -> Entry:
+        """Raise (without building anything) if ``name`` is unknown or ``options`` holds a key its
+        factory does not take; returns the entry."""
         entry = self.get(name)
         valid = option_names(entry.factory)
         if valid is not None:
             bad = sorted(set(options) - set(valid))
             if bad:
                 raise TypeError(f"{self.kind} {name!r} has no option(s) {bad}; valid options: {sorted(valid)}")
+        return entry
+
+    def create(self, name: str, **options: Any) -> Any:
+        """Build the entry ``name`` with keyword ``options``; unknown options name the valid ones."""
+        entry = self.check_options(name, options)
         obj = entry.factory(**options)
         if not getattr(obj, "name", ""):  # instances know the name they were created under
             try:

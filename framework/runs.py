@@ -67,12 +67,12 @@ def start_run(cfg: RunConfig, *, progress: bool | None = None,
     out = Path(cfg.out)
     if (out / RUN_FILE).exists():
         raise FileExistsError(f"{out} already holds a run; use `headrepair resume {out}` or another --out")
+    # validate names and options before writing anything (and before the model loads)
+    PROBLEMS.check_options(cfg.problem, cfg.problem_options)
+    STRATEGIES.create(cfg.strategy, **cfg.strategy_options)  # cheap: checks its options and its components'
     out.mkdir(parents=True, exist_ok=True)
     cfg.run_id = cfg.run_id or uuid.uuid4().hex[:12]
     cfg.store = cfg.store or str(out / "evaluations.sqlite")
-    # validate names and options before writing anything a resume would trust
-    PROBLEMS.get(cfg.problem)
-    STRATEGIES.get(cfg.strategy)
     (out / RUN_FILE).write_text(json.dumps(cfg.to_json(), indent=2))
     return _execute(cfg, out, progress=progress, callbacks=callbacks, log=log)
 

@@ -115,7 +115,18 @@ class Strategy(ABC):
         """Learn the :class:`~framework.problem.Sensitivities` of the requested mask."""
 
     def options(self) -> dict:
-        """JSON-able options of this instance (recorded in ``result.json``)."""
-        return {k: v for k, v in vars(self).items()
-                if not k.startswith("_") and k not in ("problem", "budget", "rng")
-                and isinstance(v, (int, float, str, bool, type(None), list, tuple))}
+        """The constructor's options of this instance, exactly (recorded in ``result.json``;
+        ``STRATEGIES.create(name, **strategy.options())`` rebuilds the same strategy): each
+        keyword of ``__init__`` read from the attribute of the same name."""
+        import inspect
+
+        out = {}
+        for p in inspect.signature(type(self).__init__).parameters.values():
+            if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            if not hasattr(self, p.name):
+                raise AttributeError(f"{type(self).__name__} keeps no attribute {p.name!r} for its option of that "
+                                     f"name: options() cannot record it (store each option under its own name)")
+            value = getattr(self, p.name)
+            out[p.name] = dict(value) if isinstance(value, dict) else list(value) if isinstance(value, tuple) else value
+        return out

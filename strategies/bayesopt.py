@@ -49,8 +49,10 @@ from botorch.optim.optimize import optimize_acqf_discrete_local_search
 from botorch.sampling.normal import SobolQMCNormalSampler
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
+from acquisition.trust_regions import HammingTrustRegion
+from framework.designs import random_design
+from framework.history import History, pack_mask
 from framework.pareto import non_dominated
-from framework.store import pack_mask
 from framework.strategy import Strategy
 
 __all__ = ["BoTorchStrategy", "QNEHVI", "QNParEGO", "default_initial_design_size"]
@@ -71,7 +73,7 @@ class BoTorchStrategy(Strategy):
 
     def __init__(self, *, n_init: int | None = None, num_restarts: int = 1, raw_samples: int = 256,
                  mc_samples: int = 64, max_flips: int | None = 4, fit_maxiter: int = 100,
-                 init_max_ratio: float | None = None, include_keep_all: bool = True) -> None:
+                 initial_max_ratio: float | None = None, include_keep_all: bool = True) -> None:
         """Args:
             n_init: masks in the initial design before the first model is fitted;
                 ``None`` = :func:`default_initial_design_size`.
@@ -84,7 +86,7 @@ class BoTorchStrategy(Strategy):
                 search, which at d=270 walks 20-30 steps of ``d`` acquisition values each).
             fit_maxiter: L-BFGS-B iterations when fitting the GP hyperparameters (BoTorch's
                 default runs to convergence, several times slower for a near-equal likelihood).
-            init_max_ratio: largest pruning ratio of the random initial masks;
+            initial_max_ratio: largest pruning ratio of the random initial masks;
                 ``None`` = the space's ``max_pruned_fraction``.
             include_keep_all: start the initial design with the keep-all (unpruned) mask.
         """
@@ -98,24 +100,25 @@ class BoTorchStrategy(Strategy):
             raise ValueError(f"mc_samples must be >= 1, got {mc_samples}")
         if max_flips is not None and max_flips < 1:
             raise ValueError(f"max_flips must be >= 1 or None, got {max_flips}")
+        self._region = None if max_flips is None else HammingTrustRegion.fixed(max_flips)
         if fit_maxiter < 1:
             raise ValueError(f"fit_maxiter must be >= 1, got {fit_maxiter}")
-        if init_max_ratio is not None and not 0.0 < init_max_ratio <= 1.0:
-            raise ValueError(f"init_max_ratio must be in (0, 1], got {init_max_ratio}")
+        if initial_max_ratio is not None and not 0.0 < initial_max_ratio <= 1.0:
+            raise ValueError(f"initial_max_ratio must be in (0, 1], got {initial_max_ratio}")
         self.n_init = n_init
         self.num_restarts = num_restarts
         self.raw_samples = raw_samples
         self.mc_samples = mc_samples
         self.max_flips = max_flips
         self.fit_maxiter = fit_maxiter
-        self.init_max_ratio = init_max_ratio
+        self.initial_max_ratio = initial_max_ratio
         self.include_keep_all = include_keep_all
 
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
         space = self.problem.space
         self.initial_design_size = self.n_init or default_initial_design_size(self.budget, self.problem.n_objectives)
-        self._told: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        self.history = History.of(self.problem)
         self._free = np.flatnonzero(~space.protected_mask)
         self._choices = [torch.tensor([1.0] if p else [0.0, 1.0], dtype=_DTYPE) for p in space.protected_mask]
         self._constraints: list[tuple[torch.Tensor, torch.Tensor, float]] = []
@@ -123,50 +126,23 @@ class BoTorchStrategy(Strategy):
             self._constraints.append((torch.arange(space.dim), torch.ones(space.dim, dtype=_DTYPE),
                                       float(space.dim - space.max_pruned)))
         self._ref = torch.as_tensor(-self.problem.normalize(self.problem.ref_point), dtype=_DTYPE)
+        if self._region is not None:
+            self._region.start(space.dim)
 
     # -------------------------------------------------------------- ask/tell
     def tell(self, masks: np.ndarray, values: np.ndarray) -> None:
-        for x, v in zip(np.asarray(masks, dtype=bool), np.asarray(values, dtype=float), strict=True):
-            self._told.setdefault(pack_mask(x), (x.copy(), v.copy()))
+        self.history.add(masks, values)
 
     def ask(self, n: int) -> np.ndarray:
-        X, Y = self._training_data()
-        if len(self._told) < self.initial_design_size or len(X) < 2:
-            return self._initial(n)
+        X, Y = self.history.normalized()
+        if len(self.history) < self.initial_design_size or len(X) < 2:
+            return random_design(self.problem.space, n, self.rng, exclude=self.history.keys(),
+                                 include_keep_all=self.include_keep_all, max_ratio=self.initial_max_ratio)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.rng.integers(2**31)))
             return self._bayes_step(n, X, Y)
 
     # ------------------------------------------------------------ internals
-    def _training_data(self) -> tuple[np.ndarray, np.ndarray]:
-        """Told masks with finite values: ``bool[n, d]`` and normalized ``float[n, m]``."""
-        if not self._told:
-            return np.zeros((0, self.problem.space.dim), dtype=bool), np.zeros((0, self.problem.n_objectives))
-        X = np.array([x for x, _ in self._told.values()])
-        Y = self.problem.normalize(np.array([v for _, v in self._told.values()]))
-        ok = np.all(np.isfinite(Y), axis=1)
-        return X[ok], Y[ok]
-
-    def _initial(self, n: int) -> np.ndarray:
-        space = self.problem.space
-        out: list[np.ndarray] = []
-        keys = set(self._told)
-        if self.include_keep_all:
-            keep = space.keep_all(1)[0]
-            if pack_mask(keep) not in keys:
-                out.append(keep)
-                keys.add(pack_mask(keep))
-        for _ in range(20):
-            if len(out) >= n:
-                break
-            for x in space.sample(2 * n, self.rng, max_ratio=self.init_max_ratio):
-                if len(out) < n and pack_mask(x) not in keys:
-                    out.append(x)
-                    keys.add(pack_mask(x))
-        while len(out) < n:  # tiny space: everything told already
-            out.append(space.sample(1, self.rng, max_ratio=self.init_max_ratio)[0])
-        return np.array(out, dtype=bool)
-
     def _fit(self, X: np.ndarray, Y: np.ndarray) -> SingleTaskGP:
         train_X = torch.as_tensor(X, dtype=_DTYPE)
         model = SingleTaskGP(train_X, torch.as_tensor(-Y, dtype=_DTYPE))
@@ -195,9 +171,8 @@ class BoTorchStrategy(Strategy):
         space = self.problem.space
         model = self._fit(X, Y)
         train_X = torch.as_tensor(X, dtype=_DTYPE)
-        avoid_keys = set(self._told)
-        all_told = np.array([x for x, _ in self._told.values()])
-        X_avoid = torch.as_tensor(all_told, dtype=_DTYPE)
+        avoid_keys = self.history.keys()
+        X_avoid = torch.as_tensor(self.history.masks, dtype=_DTYPE)
         front = X[non_dominated(Y)]
         picked: list[np.ndarray] = []
         acq = self._make_acquisition(model, train_X, Y, None)
@@ -207,7 +182,7 @@ class BoTorchStrategy(Strategy):
                 acq = self._update_pending(acq, model, train_X, Y, pending)
             starts = self._starting_points(acq, front, avoid_keys)
             if len(starts) == 0:  # nothing new near the front: a random valid mask
-                x = space.sample(1, self.rng, max_ratio=self.init_max_ratio)[0]
+                x = space.sample(1, self.rng, max_ratio=self.initial_max_ratio)[0]
             else:
                 x = self._local_search(acq, starts, X_avoid)
                 if not space.is_valid(x)[0]:
@@ -219,14 +194,15 @@ class BoTorchStrategy(Strategy):
 
     def _local_search(self, acq: AcquisitionFunction, starts: torch.Tensor, X_avoid: torch.Tensor) -> np.ndarray:
         """Best of one BoTorch discrete local search per starting point, each kept within
-        ``max_flips`` bits of its start (a Hamming trust region, as a linear constraint)."""
+        ``max_flips`` bits of its start (a fixed Hamming trust region, as a linear constraint)."""
         best, best_value = None, -float("inf")
         for x0 in starts:
             constraints = list(self._constraints)
-            if self.max_flips is not None:
+            if self._region is not None:
                 # Hamming(x, x0) <= r  <=>  sum_{x0=1} x_i - sum_{x0=0} x_i >= |x0| - r
                 coefficients = torch.where(x0 > 0.5, 1.0, -1.0).to(_DTYPE)
-                constraints.append((torch.arange(len(x0)), coefficients, float(x0.sum()) - self.max_flips))
+                constraints.append((torch.arange(len(x0)), coefficients,
+                                    float(x0.sum()) - self._region.max_distance))
             with torch.no_grad():
                 cand, value = optimize_acqf_discrete_local_search(
                     acq, discrete_choices=self._choices, q=1, num_restarts=1, raw_samples=self.raw_samples,
@@ -250,7 +226,7 @@ class BoTorchStrategy(Strategy):
                 idx = self.rng.choice(self._free, size=min(int(k), len(self._free)), replace=False)
                 row[idx] = ~row[idx]
             pool.append(space.repair(base, self.rng))
-        pool.append(space.sample(self.raw_samples - n_mut, self.rng, max_ratio=self.init_max_ratio))
+        pool.append(space.sample(self.raw_samples - n_mut, self.rng, max_ratio=self.initial_max_ratio))
         cand, seen = [], set(avoid)
         for x in np.vstack(pool):
             key = pack_mask(x)

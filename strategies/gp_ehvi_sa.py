@@ -44,6 +44,7 @@ class GPEHVISA(ModelBasedStrategy):
         if n_chains < 1:
             raise ValueError(f"n_chains must be >= 1, got {n_chains}")
         self.surrogate_options = dict(surrogate_options or {})
+        SURROGATES.check_options("gp", self.surrogate_options)  # before any problem or model loads
         self.initial_fraction, self.min_initial = float(initial_fraction), int(min_initial)
         self.initial_max_ratio = float(initial_max_ratio)
         self.n_chains, self.n_steps = int(n_chains), int(n_steps)
@@ -65,9 +66,6 @@ class GPEHVISA(ModelBasedStrategy):
         return RoundParts(energy=ExpectedHypervolumeImprovement(), select=ExpectedHypervolumeImprovement(),
                           optimizer=annealer_factory(self._schedule, None), n_chains=self.n_chains,
                           cap=self._cap, region=self._region, starts="front")
-
-    def options(self) -> dict:
-        return {**super().options(), "surrogate_options": dict(self.surrogate_options)}
 
     def diagnostics(self) -> dict:
         from surrogates.quality import model_based_diagnostics

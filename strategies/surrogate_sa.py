@@ -132,6 +132,7 @@ class SurrogateSA(ModelBasedStrategy):
         self.mode = mode
         self.surrogate = surrogate
         self.surrogate_options = dict(surrogate_options or {})
+        SURROGATES.check_options(surrogate, self.surrogate_options)  # before any problem or model loads
         self.initial_fraction = initial_fraction
         self.min_initial = int(min_initial)
         self.initial_max_ratio = float(initial_max_ratio)
@@ -163,12 +164,6 @@ class SurrogateSA(ModelBasedStrategy):
     def schedule(self) -> AnnealSchedule:
         """The annealing schedule the options give (``n_steps=None`` resolved by mode)."""
         return self._schedule
-
-    def options(self) -> dict:
-        out = super().options()
-        out["surrogate_options"] = dict(self.surrogate_options)
-        out["move_weights"] = dict(self.move_weights)
-        return out
 
     # ------------------------------------------------------------------ parts
     def _make_surrogate(self):
@@ -251,11 +246,6 @@ class SurrogateSAOneshot(SurrogateSA):
         if "mode" in options:
             raise TypeError("surrogate-sa-oneshot has no option 'mode' (it is the oneshot mode)")
         super().__init__(mode="oneshot", **options)
-
-    def options(self) -> dict:
-        out = super().options()
-        out.pop("mode")
-        return out
 
 
 def _without_mode():

@@ -56,10 +56,30 @@ def test_option_routing_and_errors():
         parse_set(["novalue"])
 
 
+def test_component_options_reach_the_component_and_are_checked_before_anything_is_written(tmp_path, capsys):
+    _, s = route_options("rho-mnk", "surrogate-sa", {"strategy.surrogate.n_members": 3, "n_chains": 4})
+    assert s == {"surrogate_options": {"n_members": 3}, "n_chains": 4}
+    with pytest.raises(ValueError, match="no component 'annealer'"):
+        route_options("rho-mnk", "surrogate-sa", {"strategy.annealer.n_steps": 3})
+    # a typo in a surrogate option fails at once: no run directory, no store
+    out = tmp_path / "typo"
+    rc = main(["run", "--problem", "rho-mnk", "--strategy", "surrogate-sa", "--budget", "12", "--set", "n_bits=10",
+               "--set", "strategy.surrogate.n_member=3", "--out", str(out), "--quiet"])
+    assert rc == 2 and not out.exists()
+    assert "n_member" in capsys.readouterr().err
+    # a good one is recorded where result.json can feed it back
+    out = tmp_path / "ok"
+    assert main(["run", "--problem", "rho-mnk", "--strategy", "surrogate-sa", "--budget", "12", "--batch-size", "4",
+                 "--set", "n_bits=10", "--set", "strategy.surrogate.n_members=2", "--set", "n_steps=20",
+                 "--set", "strategy.surrogate.max_epochs=20", "--out", str(out), "--quiet"]) == 0
+    opts = json.loads((out / "result.json").read_text())["strategy_options"]
+    assert opts["surrogate_options"] == {"n_members": 2, "max_epochs": 20} and opts["n_steps"] == 20
+
+
 def test_list_and_unknown_names(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "rho-mnk" in out and "random" in out
+    assert "rho-mnk" in out and "random" in out and "acquisitions:" in out and "ehvi" in out
     assert main(["run", "--problem", "rho-mkn", "--strategy", "random", "--quiet"]) == 2
     assert "did you mean 'rho-mnk'" in capsys.readouterr().err
 

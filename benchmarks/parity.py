@@ -53,7 +53,7 @@ def _load(path: str):
     return getattr(importlib.import_module(module), name)
 
 
-def run(seeds: int, only: list[str] | None) -> dict[str, dict]:
+def run(seeds: int, only: list[str] | None, problems: list[str] | None = None) -> dict[str, dict]:
     import torch
 
     from framework.loop import optimize
@@ -62,6 +62,8 @@ def run(seeds: int, only: list[str] | None) -> dict[str, dict]:
     torch.set_num_threads(1)
     out: dict[str, dict] = {}
     for label, problem_path, options, budget, batch, strategy_options in PROBLEMS:
+        if problems and label not in problems:
+            continue
         problem = _load(problem_path)(**options)
         for name, path in STRATEGIES.items():
             if only and name not in only:
@@ -86,9 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="JSON file written")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--strategies", default=None, help="comma-separated subset")
+    ap.add_argument("--problems", default=None, help="comma-separated subset of the problem labels")
     ap.add_argument("--compare", default=None, help="an earlier output: print the cells that differ")
     args = ap.parse_args(argv)
-    res = run(args.seeds, args.strategies.split(",") if args.strategies else None)
+    res = run(args.seeds, args.strategies.split(",") if args.strategies else None,
+              args.problems.split(",") if args.problems else None)
     with open(args.out, "w") as f:
         json.dump(res, f, indent=1, sort_keys=True)
     if args.compare:

@@ -28,8 +28,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from framework.history import pack_mask
 from framework.pareto import non_dominated
-from framework.store import pack_mask
 from framework.strategy import Strategy, StrategyNotApplicable
 
 __all__ = ["AttributionGreedy"]

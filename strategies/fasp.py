@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from framework.history import pack_mask
 from framework.pareto import non_dominated
-from framework.store import pack_mask
 from framework.strategy import BudgetTooSmall, Strategy, StrategyNotApplicable
 
 __all__ = ["FASP", "SweepPoint"]

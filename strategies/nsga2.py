@@ -33,8 +33,8 @@ from pymoo.operators.crossover.pntx import TwoPointCrossover
 from pymoo.operators.mutation.bitflip import BitflipMutation
 from pymoo.problems.static import StaticProblem
 
+from framework.history import pack_mask
 from framework.space import HeadSpace
-from framework.store import pack_mask
 from framework.strategy import Strategy
 
 __all__ = ["NSGA2Strategy", "default_population_size"]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from framework.history import pack_mask
 from framework.pareto import non_dominated
-from framework.store import pack_mask
 from framework.strategy import Strategy
 
 __all__ = ["GreedyFlip"]

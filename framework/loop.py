@@ -167,6 +167,9 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
 
     t_start = time.perf_counter()
     strategy_time = evaluation_time = 0.0
+    # read before anything is paid: a strategy whose options cannot be recorded fails here, not
+    # after its budget was spent (the options are fixed at construction)
+    options = strategy.options()
     t0 = time.perf_counter()
     info = ProblemInfo.of(problem)
     strategy.setup(info, budget, np.random.default_rng(seed))
@@ -308,7 +311,7 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
         masks=np.array(masks, dtype=bool).reshape(-1, space.dim), values=y, cache_hit=np.array(hits, dtype=bool),
         hv_curve=curve_by_budget(hypervolume_curve(problem.normalize(y), ref_n), sens_spent),
         wall_time=time.perf_counter() - t_start, strategy_time=strategy_time, evaluation_time=evaluation_time,
-        run_id=run_id, strategy_options=strategy.options(), stop_reason=stop_reason,
+        run_id=run_id, strategy_options=options, stop_reason=stop_reason,
         sensitivity_masks=np.array(sens_masks, dtype=bool).reshape(-1, space.dim),
         sensitivity_spent=np.array(sens_spent, dtype=int))
 

@@ -128,6 +128,18 @@ def result_to_json(result: OptimizationResult) -> dict[str, Any]:
     }
 
 
+def _json_value(obj):
+    """JSON form of what ``json`` cannot write itself: numpy arrays as lists (a strategy option
+    may be an array), numpy scalars as Python numbers."""
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if hasattr(obj, "__float__"):  # e.g. a 0-d tensor
+        return float(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
 def _write_csv(path: Path, names: Sequence[str], masks: np.ndarray, values: np.ndarray, extra=None) -> None:
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
@@ -141,7 +153,7 @@ def write_result(out: Path, result: OptimizationResult, cfg: RunConfig, *, strat
     data = result_to_json(result)
     data["strategy_diagnostics"] = strategy_diagnostics
     data["config"] = cfg.to_json()
-    (out / "result.json").write_text(json.dumps(data, indent=2, default=float))
+    (out / "result.json").write_text(json.dumps(data, indent=2, default=_json_value))
     _write_csv(out / "front.csv", result.objective_names, result.front_masks, result.front_values)
     _write_csv(out / "all.csv", result.objective_names, result.masks, result.values, extra=result.cache_hit)
 
@@ -389,7 +401,7 @@ def finish_run(out: Path, problem: Problem, result: OptimizationResult, cfg: Run
     if choice is not None:
         chosen = verify_choice(problem, choice, store)
         figures["chosen"] = chosen
-        (out / "chosen_mask.json").write_text(json.dumps(chosen, indent=2, default=float))
+        (out / "chosen_mask.json").write_text(json.dumps(chosen, indent=2, default=_json_value))
         log(f"verdict: {chosen['verdict']['message']}")
         if cfg.export and choice.is_repair:
             try:
@@ -400,7 +412,7 @@ def finish_run(out: Path, problem: Problem, result: OptimizationResult, cfg: Run
                 figures["exported"] = None
                 log(str(exc))
     if heldout is not None:
-        (out / "heldout.json").write_text(json.dumps(heldout, indent=2, default=float))
+        (out / "heldout.json").write_text(json.dumps(heldout, indent=2, default=_json_value))
         figures["heldout"] = heldout
     plot_front(out / "front.png", problem, result, chosen, heldout=heldout, front_infos=front_infos,
                max_cost=cfg.max_cost)

@@ -28,8 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from framework.history import pack_mask
-from framework.pareto import non_dominated
+from framework.history import History, pack_mask
 from framework.strategy import Strategy, StrategyNotApplicable
 
 __all__ = ["AttributionGreedy"]
@@ -86,8 +85,7 @@ class AttributionGreedy(Strategy):
         self._step: set[bytes] = set()                 # masks of the step being verified, not yet told
         self._step_heads: list[np.ndarray] = []        # flipped heads of each mask of the step
         self._tabu: set[int] = set()
-        self._told: dict[bytes, np.ndarray] = {}       # packed mask -> normalized values
-        self._masks: list[np.ndarray] = []
+        self._told = History.of(info)                  # told masks, raw values (normalized on read)
         self._decisions: list[dict] = []
 
     # -------------------------------------------------------- sensitivities
@@ -175,7 +173,7 @@ class AttributionGreedy(Strategy):
         taken: set[bytes] = set()
         while self._pending and len(out) < n:
             m = self._pending.pop(0)
-            if pack_mask(m) not in self._told:
+            if m not in self._told:
                 out.append(m)
                 taken.add(pack_mask(m))
         if len(out) < n:
@@ -183,12 +181,9 @@ class AttributionGreedy(Strategy):
         return np.array(out, dtype=bool).reshape(n, self.problem.space.dim)
 
     def tell(self, masks: np.ndarray, values: np.ndarray) -> None:
-        for m, v in zip(np.asarray(masks, dtype=bool), np.asarray(values, dtype=float), strict=True):
-            key = pack_mask(m)
-            if key not in self._told:
-                self._told[key] = self.problem.normalize(v)
-                self._masks.append(m.copy())
-            self._step.discard(key)
+        self._told.add(masks, values)
+        for m in np.asarray(masks, dtype=bool):
+            self._step.discard(pack_mask(m))
         if self._sens is not None and self._wanted is None and not self._step and self._step_heads:
             self._decide()
 
@@ -201,7 +196,8 @@ class AttributionGreedy(Strategy):
         for heads in self._step_heads:
             mask = self._current.copy()
             mask[heads] = ~mask[heads]
-            y = self._told.get(pack_mask(mask))
+            raw = self._told.value(mask)
+            y = None if raw is None else self.problem.normalize(raw)
             if y is None or not np.all(np.isfinite(y)):
                 continue
             u = float(np.max(y[self._util]))
@@ -226,11 +222,9 @@ class AttributionGreedy(Strategy):
         latest sensitivities (random where there are none), then random masks."""
         space = self.problem.space
         out: list[np.ndarray] = []
-        seen = set(self._told) | taken
-        if self._masks:
-            X = np.array(self._masks, dtype=bool)
-            Y = np.array([self._told[pack_mask(m)] for m in self._masks])
-            bases = X[non_dominated(Y)] if np.isfinite(Y).all(axis=1).any() else X
+        seen = self._told.keys() | taken
+        if len(self._told):  # the verified front (every told mask while none succeeded)
+            bases = self._told.front()[0] if self._told.n_finite() else self._told.masks
         else:
             bases = self._current[None]
         if self._sens is not None:

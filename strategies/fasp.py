@@ -33,7 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from framework.history import pack_mask
+from framework.designs import knockouts
+from framework.history import History, pack_mask
 from framework.pareto import non_dominated
 from framework.strategy import BudgetTooSmall, Strategy, StrategyNotApplicable
 
@@ -150,12 +151,10 @@ class FASP(Strategy):
                 f"fasp needs at least {need} evaluations on this problem: 1 baseline (keep-all) + "
                 f"{len(self._free)} single-head knock-outs + {self.min_sweep} (alpha, gamma) sweep points "
                 f"(min_sweep); the budget is {self.budget}. Raise the budget or choose another strategy.")
-        baseline = space.keep_all(1)
-        knockouts = np.ones((0 if estimated else len(self._free), space.dim), dtype=bool)
-        knockouts[np.arange(len(knockouts)), self._free[:len(knockouts)]] = False
-        self._plan = np.vstack([baseline, knockouts])   # bool[1 + n_free, d]: measured first, in order
+        singles = knockouts(space, self._free[:0] if estimated else self._free)
+        self._plan = np.vstack([space.keep_all(1), singles])   # bool[1 + n_free, d]: measured first, in order
         self._planned = 0
-        self._told: dict[bytes, np.ndarray] = {}
+        self._told = History.of(self.problem)
         self._asked: set[bytes] = set()
         self._sweep_iter: Iterator[SweepPoint] | None = None
         self._sweep: list[SweepPoint] = []
@@ -184,7 +183,7 @@ class FASP(Strategy):
         if len(out) < n and self._knockouts_told():
             for point in self._sweep_points():
                 key = pack_mask(point.mask)
-                if key in self._asked or key in self._told:
+                if not self._told.is_new(key, self._asked):
                     continue
                 self._sweep.append(point)
                 out.append(point.mask)
@@ -198,8 +197,7 @@ class FASP(Strategy):
         return np.array(out, dtype=bool)
 
     def tell(self, masks: np.ndarray, values: np.ndarray) -> None:
-        for x, v in zip(np.asarray(masks, dtype=bool), np.asarray(values, dtype=float), strict=True):
-            self._told.setdefault(pack_mask(x), v.copy())
+        self._told.add(masks, values)
 
     # ------------------------------------------------------------- results
     @property
@@ -214,7 +212,7 @@ class FASP(Strategy):
                 out[self._free] = est[self._free]
             return out
         for i, x in zip(self._free, self._plan[1:], strict=True):
-            v = self._told.get(pack_mask(x))
+            v = self._told.value(x)
             if v is not None:
                 out[i] = v
         return out
@@ -226,7 +224,7 @@ class FASP(Strategy):
 
     def sweep_front(self) -> tuple[list[SweepPoint], np.ndarray]:
         """The told sweep points that no other told sweep point dominates, and their values ``float[k, m]``."""
-        told = [(p, self._told[pack_mask(p.mask)]) for p in self._sweep if pack_mask(p.mask) in self._told]
+        told = [(p, self._told.value(p.mask)) for p in self._sweep if p.mask in self._told]
         if not told:
             return [], np.zeros((0, self.problem.n_objectives))
         values = np.array([v for _, v in told])
@@ -237,7 +235,7 @@ class FASP(Strategy):
     def _knockouts_told(self) -> bool:
         if self.scores == "sensitivities" and self._sens is None:
             return False
-        return self._planned == len(self._plan) and all(pack_mask(x) in self._told for x in self._plan)
+        return self._planned == len(self._plan) and all(x in self._told for x in self._plan)
 
     def _sweep_points(self) -> Iterator[SweepPoint]:
         if self._sweep_iter is None:

@@ -33,7 +33,7 @@ from pymoo.operators.crossover.pntx import TwoPointCrossover
 from pymoo.operators.mutation.bitflip import BitflipMutation
 from pymoo.problems.static import StaticProblem
 
-from framework.history import pack_mask
+from framework.history import History, pack_mask
 from framework.space import HeadSpace
 from framework.strategy import Strategy
 
@@ -148,7 +148,7 @@ class NSGA2Strategy(Strategy):
         space = self.problem.space
         self.population_size = self.pop_size or default_population_size(self.budget)
         self._proposed: set[bytes] = set()
-        self._values: dict[bytes, np.ndarray] = {}
+        self._history = History.of(self.problem)   # told masks and raw values
         self._pymoo_problem = _BinaryProblem(space.dim, self.problem.n_objectives)
         prob_var = self.mutation_rate if self.mutation_rate is not None else 1.0 / space.dim
         self._algorithm = NSGA2(
@@ -185,18 +185,17 @@ class NSGA2Strategy(Strategy):
         return np.array(out, dtype=bool)
 
     def tell(self, masks: np.ndarray, values: np.ndarray) -> None:
-        for x, v in zip(masks, np.asarray(values, dtype=float), strict=True):
-            self._values[pack_mask(x)] = v
+        self._history.add(masks, values)
         gen = self._generation
         if gen is None or self._handed < len(gen):
             return
         X = np.asarray(gen.get("X"), dtype=bool).reshape(-1, self.problem.space.dim)
-        if not all(pack_mask(x) in self._values for x in X):
+        if not all(x in self._history for x in X):
             return
         self._generation = None
         if len(X) == 0:
             return
-        F = self.problem.normalize(np.array([self._values[pack_mask(x)] for x in X]))
+        F = self.problem.normalize(np.array([self._history.value(x) for x in X]))
         F[~np.isfinite(F)] = _FAILED_VALUE
         Evaluator().eval(StaticProblem(self._pymoo_problem, F=F), gen)
         self._algorithm.tell(infills=gen)
@@ -231,7 +230,6 @@ class NSGA2Strategy(Strategy):
 
     def _fallback(self) -> np.ndarray:
         """A mask already told (re-asking it is free); the keep-all mask before anything was told."""
-        if self._values:
-            return np.unpackbits(np.frombuffer(next(iter(self._values)), dtype=np.uint8),
-                                 count=self.problem.space.dim).astype(bool)
+        if len(self._history):
+            return self._history.masks[0]
         return self.problem.space.keep_all(1)[0]

@@ -109,6 +109,7 @@ class Fixed(Strategy):
     """Asks the given masks in order."""
 
     def __init__(self, masks: np.ndarray) -> None:
+        self.masks = masks            # its option, under its own name (options() records it)
         self._todo = list(masks)
 
     def ask(self, n):

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from framework.history import pack_mask
-from framework.pareto import non_dominated
+from framework.history import History, pack_mask, unpack_mask
 from framework.strategy import Strategy
 
 __all__ = ["GreedyFlip"]
@@ -37,7 +36,8 @@ class GreedyFlip(Strategy):
     def _setup(self) -> None:
         space = self.problem.space
         self._free = np.flatnonzero(~space.protected_mask)
-        self._told: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}   # key -> (mask, values)
+        # told masks and raw values (no normalize: the front is taken on the values as told)
+        self._told = History(space.dim, self.problem.n_objectives)
         self._proposed: set[bytes] = set()
         self._flip_order: dict[bytes, list[int]] = {}                  # key -> bits still to flip
         starts = [space.keep_all(1)[0]]
@@ -65,8 +65,7 @@ class GreedyFlip(Strategy):
         return np.array(out, dtype=bool)
 
     def tell(self, masks: np.ndarray, values: np.ndarray) -> None:
-        for x, v in zip(np.asarray(masks, dtype=bool), np.asarray(values, dtype=float), strict=True):
-            self._told.setdefault(pack_mask(x), (x.copy(), v.copy()))
+        self._told.add(masks, values)
 
     # ------------------------------------------------------------ internals
     def _propose(self, mask: np.ndarray, out: list[np.ndarray]) -> None:
@@ -75,18 +74,14 @@ class GreedyFlip(Strategy):
 
     def _archive(self) -> list[bytes]:
         """Keys of the non-dominated told masks, least explored first (ties: oldest first)."""
-        keys = [k for k, (_, v) in self._told.items() if np.all(np.isfinite(v))]
-        if not keys:
-            return []
-        values = np.array([self._told[k][1] for k in keys])
-        front = [k for k, keep in zip(keys, non_dominated(values), strict=True) if keep]
+        front = [pack_mask(x) for x in self._told.front()[0]]  # finite rows only, in told order
         explored = {k: len(self._free) - len(self._flip_order.get(k, self._free)) for k in front}
         return sorted(front, key=lambda k: explored[k])  # stable sort keeps insertion order on ties
 
     def _next_neighbour(self, key: bytes) -> np.ndarray | None:
         """The next valid, never proposed one-bit flip of the told mask ``key``, or ``None``."""
         space = self.problem.space
-        base = self._told[key][0]
+        base = unpack_mask(key, space.dim)
         order = self._flip_order.setdefault(key, list(self.rng.permutation(self._free)))
         while order:
             x = base.copy()

@@ -1,5 +1,8 @@
-"""Benchmark report: per-problem tables (median, IQR), Mann-Whitney U and A12 against the
-reference strategy, a ranking across problems, and plots."""
+"""Benchmark report: per-problem tables (median, IQR), significance and A12 against the
+reference strategy (the default strategy), a ranking across problems, and plots.
+
+A strategy whose seeds all gave the same run (same anytime curve, same front: a deterministic
+strategy such as ``fasp``) counts as one sample in every test (:func:`benchmarks.stats.compare`)."""
 
 from __future__ import annotations
 
@@ -9,11 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.stats import a12, average_ranks, mann_whitney_p, median_iqr
+from benchmarks.stats import average_ranks, compare, median_iqr
+from framework.config import DEFAULTS
 
-__all__ = ["write_bench_report", "REFERENCE_STRATEGY"]
+__all__ = ["write_bench_report", "REFERENCE_STRATEGY", "one_run"]
 
-REFERENCE_STRATEGY = "surrogate-sa"
+REFERENCE_STRATEGY = DEFAULTS.strategy
 
 
 def _f(x: float | None, nd: int = 4) -> str:
@@ -31,6 +35,27 @@ def _values(rows: list[dict], key: str) -> np.ndarray:
     return np.array([r[key] for r in rows if r.get(key) is not None], dtype=float)
 
 
+def one_run(rows: list[dict]) -> bool:
+    """True when several seeds all gave the same run (same anytime curve and front)."""
+    return len(rows) > 1 and all(r.get("hv_curve") == rows[0].get("hv_curve") and r.get("front") == rows[0].get("front")
+                                 for r in rows[1:])
+
+
+def _sample(rows: list[dict], key: str) -> np.ndarray:
+    """The values of ``key`` as a statistical sample: one value for a strategy whose seeds are one run."""
+    v = _values(rows, key)
+    return v[:1] if one_run(rows) else v
+
+
+def _seeds(rows: list[dict]) -> str:
+    return f"{len(rows)} (one run)" if one_run(rows) else str(len(rows))
+
+
+def _test(ref_rows: list[dict], rows: list[dict], key: str) -> tuple[float, float]:
+    p, a, _ = compare(_sample(ref_rows, key), _sample(rows, key))
+    return p, a
+
+
 def write_bench_report(out: Path, records: list[dict[str, Any]], *, suite_name: str = "") -> Path:
     """Write ``report.md`` and PNG plots into ``out``; returns the report path."""
     out = Path(out)
@@ -40,8 +65,12 @@ def write_bench_report(out: Path, records: list[dict[str, Any]], *, suite_name: 
     lines = [f"# Benchmark report{': ' + suite_name if suite_name else ''}", "",
              f"{len(records)} cells. Hypervolume of normalized objectives against each problem's own reference "
              "point (higher is better); every strategy of a problem ran with the same budgets, seeds, reference "
-             f"point and bounds. p: two-sided Mann-Whitney U of final hypervolume, `{REFERENCE_STRATEGY}` vs the "
-             f"row; A12: probability that `{REFERENCE_STRATEGY}` beats the row (0.5 = no difference). "
+             f"point and bounds; normalized objectives are clipped at the ideal bound (area better than the "
+             "bounds, e.g. a perplexity below the unpruned model's, adds nothing). p: two-sided Mann-Whitney U "
+             f"of final hypervolume, `{REFERENCE_STRATEGY}` (the default strategy) vs the row; a strategy whose "
+             "seeds all gave the same run (deterministic: seeds shown as 'one run') is one sample, tested with "
+             "a two-sided sign test of the other side's runs against it, and two single runs get no p-value. "
+             f"A12: probability that `{REFERENCE_STRATEGY}` beats the row (0.5 = no difference). "
              "Held-out: the final front re-evaluated on the held-out split (problems that have one).", ""]
     scores: dict[str, dict[tuple[str, int], float]] = defaultdict(dict)
     for (prob, budget), by_strategy in sorted(groups.items()):
@@ -59,22 +88,23 @@ def write_bench_report(out: Path, records: list[dict[str, Any]], *, suite_name: 
         head += " p | A12 | strategy s | total s |"
         sep += "---|---|---|---|"
         lines += [head, sep]
-        ref = _values(by_strategy.get(REFERENCE_STRATEGY, []), "hv_final")
+        ref_rows = by_strategy.get(REFERENCE_STRATEGY, [])
         for strategy, rows in sorted(by_strategy.items(), key=lambda kv: -median_iqr(_values(kv[1], "hv_final"))[0]):
             hv = _values(rows, "hv_final")
             med, q25, q75 = median_iqr(hv)
             scores[strategy][(prob, budget)] = med
-            row = (f"| {strategy} | {len(rows)} | {_f(med)} [{_f(q25)}, {_f(q75)}] | "
+            row = (f"| {strategy} | {_seeds(rows)} | {_f(med)} [{_f(q25)}, {_f(q75)}] | "
                    f"{_f(median_iqr(_values(rows, 'hv_25'))[0])} | {_f(median_iqr(_values(rows, 'hv_50'))[0])} |")
             if has_ho:
                 row += (f" {_f(median_iqr(_values(rows, 'hv_front_search'))[0])} |"
                         f" {_f(median_iqr(_values(rows, 'hv_front_heldout'))[0])} |")
             if has_igd:
                 row += f" {_f(median_iqr(_values(rows, 'igd_plus'))[0])} |"
-            if strategy == REFERENCE_STRATEGY or len(ref) == 0:
+            if strategy == REFERENCE_STRATEGY or not ref_rows:
                 row += " – | – |"
             else:
-                row += f" {mann_whitney_p(ref, hv):.3g} | {a12(ref, hv):.2f} |"
+                pval, a = _test(ref_rows, rows, "hv_final")
+                row += f" {_f(pval, 3) if np.isnan(pval) else f'{pval:.3g}'} | {a:.2f} |"
             row += (f" {_f(median_iqr(_values(rows, 'strategy_time_s'))[0], 2)} |"
                     f" {_f(median_iqr(_values(rows, 'wall_time_s'))[0], 2)} |")
             lines.append(row)
@@ -175,9 +205,9 @@ def _summary(groups) -> list[str]:
             row += f" {s1} ({margin}){f' [{rank}]' if rank else ''} |"
         lines.append(row)
     lines += ["", f"## `{REFERENCE_STRATEGY}` against each strategy", "",
-              "Over problems, per budget: on how many `surrogate-sa` has the higher final hypervolume with "
-              "p < 0.05 (better), the lower with p < 0.05 (worse), or no significant difference; the median "
-              "over problems of A12 and of the ratio of median hypervolumes (>1 favours `surrogate-sa`). "
+              f"Over problems, per budget: on how many `{REFERENCE_STRATEGY}` has the higher final hypervolume "
+              "with p < 0.05 (better), the lower with p < 0.05 (worse), or no significant difference; the median "
+              f"over problems of A12 and of the ratio of median hypervolumes (>1 favours `{REFERENCE_STRATEGY}`). "
               "Held-out: the same for the final fronts re-evaluated on held-out data, where a problem has it.", "",
               "| budget | against | problems | better | no sig. diff. | worse | median A12 | median HV ratio "
               "| held-out better / n.s. / worse |", "|---|---|---|---|---|---|---|---|---|"]
@@ -193,7 +223,7 @@ def _summary(groups) -> list[str]:
                     ref, x = _values(g[REFERENCE_STRATEGY], key), _values(g[other], key)
                     if len(ref) == 0 or len(x) == 0:
                         continue
-                    a, pval = a12(ref, x), mann_whitney_p(ref, x)
+                    pval, a = _test(g[REFERENCE_STRATEGY], g[other], key)  # NaN p (two single runs): n.s.
                     t[0 if pval < 0.05 and a > 0.5 else 2 if pval < 0.05 and a < 0.5 else 1] += 1
                     if key == "hv_final":
                         a12s.append(a)

@@ -218,7 +218,8 @@ def run_cell(cell: Cell, threads: int | None = None) -> dict[str, Any]:
             }
             ref_front = problem.reference_front()
             if ref_front is not None:
-                record["igd_plus"] = igd_plus(problem.normalize(res.front_values), problem.normalize(ref_front))
+                record["igd_plus"] = igd_plus(problem.normalize(res.front_values, clip=True),
+                                               problem.normalize(ref_front, clip=True))
             if HELDOUT in problem.splits:
                 # the final front re-evaluated on data the search never saw: a strategy that fits noise shows it
                 h_values, _ = evaluate_on_split(problem, store, res.front_masks, HELDOUT)

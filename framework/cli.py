@@ -244,8 +244,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _result_from_store(run: Path, cfg: RunConfig, problem):
     """Rebuild a run's :class:`OptimizationResult` from its store (for re-picking and reports)."""
-    from framework.loop import OptimizationResult, curve_by_budget
-    from framework.pareto import hypervolume_curve
+    from framework.loop import OptimizationResult, run_hypervolume_curve
     from framework.problem import SEARCH
     from framework.store import EvaluationStore
 
@@ -261,8 +260,7 @@ def _result_from_store(run: Path, cfg: RunConfig, problem):
         objective_names=tuple(problem.objective_names), ref_point=np.asarray(problem.ref_point, dtype=float),
         bounds=np.asarray(problem.bounds, dtype=float), masks=masks, values=values,
         cache_hit=np.array([h for _, _, h in trials], dtype=bool),
-        hv_curve=curve_by_budget(hypervolume_curve(problem.normalize(values), problem.normalize(problem.ref_point)),
-                                 [k for k, _, _ in sens]),
+        hv_curve=run_hypervolume_curve(problem, values, [k for k, _, _ in sens]),
         wall_time=saved.get("wall_time_s", 0.0), strategy_time=saved.get("strategy_time_s", 0.0),
         evaluation_time=saved.get("evaluation_time_s", 0.0), run_id=cfg.run_id or "",
         strategy_options=saved.get("strategy_options", {}), stop_reason=saved.get("stop_reason", "budget"),

@@ -29,7 +29,8 @@ from framework.problem import SEARCH, Problem
 from framework.store import EvaluationStore
 from framework.strategy import ProblemInfo, Strategy
 
-__all__ = ["optimize", "OptimizationResult", "RunProgress", "StrategyStalled", "curve_by_budget"]
+__all__ = ["optimize", "OptimizationResult", "RunProgress", "StrategyStalled", "curve_by_budget",
+           "run_hypervolume_curve"]
 
 
 class StrategyStalled(RuntimeError):
@@ -135,6 +136,15 @@ def curve_by_budget(hv_per_evaluation: np.ndarray, sensitivity_spent: Sequence[i
 
 def _normalized_ref(problem: Problem) -> np.ndarray:
     return problem.normalize(np.asarray(problem.ref_point, dtype=float))
+
+
+def run_hypervolume_curve(problem: Problem, values: np.ndarray,
+                          sensitivity_spent: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+    """The anytime hypervolume of a run's raw ``values`` (in the order received), one entry per
+    budget unit: normalized objectives clipped at the ideal bound, against the normalized
+    reference point."""
+    return curve_by_budget(hypervolume_curve(problem.normalize(values, clip=True), _normalized_ref(problem)),
+                           sensitivity_spent)
 
 
 def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: int = 1, seed: int = 0,
@@ -291,7 +301,7 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
                 y = np.array(values)
                 with np.errstate(invalid="ignore"):
                     best = np.nanmin(y, axis=0) if np.isfinite(y).any() else np.full(y.shape[1], np.nan)
-                hv = hypervolume(problem.normalize(y), ref_n)
+                hv = hypervolume(problem.normalize(y, clip=True), ref_n)
                 state = RunProgress(spent(), budget, len(masks) - sum(hits), sum(hits), best, hv, asked, answer)
                 if bar is not None:
                     bar.update(spent() - bar.n)
@@ -309,7 +319,7 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
         objective_names=tuple(problem.objective_names), ref_point=np.asarray(problem.ref_point, dtype=float),
         bounds=np.asarray(problem.bounds, dtype=float),
         masks=np.array(masks, dtype=bool).reshape(-1, space.dim), values=y, cache_hit=np.array(hits, dtype=bool),
-        hv_curve=curve_by_budget(hypervolume_curve(problem.normalize(y), ref_n), sens_spent),
+        hv_curve=run_hypervolume_curve(problem, y, sens_spent),
         wall_time=time.perf_counter() - t_start, strategy_time=strategy_time, evaluation_time=evaluation_time,
         run_id=run_id, strategy_options=options, stop_reason=stop_reason,
         sensitivity_masks=np.array(sens_masks, dtype=bool).reshape(-1, space.dim),

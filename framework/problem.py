@@ -210,10 +210,15 @@ class Problem(ABC):
         return hashlib.sha256(blob).hexdigest()[:32]
 
     # --------------------------------------------------------------- comparison
-    def normalize(self, values: np.ndarray) -> np.ndarray:
-        """Map raw objective values with the problem's bounds: ideal -> 0, nadir -> 1."""
+    def normalize(self, values: np.ndarray, *, clip: bool = False) -> np.ndarray:
+        """Map raw objective values with the problem's bounds: ideal -> 0, nadir -> 1.
+
+        ``clip=True`` (what every quality indicator uses): values better than the ideal bound are
+        set to it, so area beyond the bounds (e.g. a perplexity below the unpruned model's, which is
+        measurement noise) adds no hypervolume."""
         lo, hi = np.asarray(self.bounds, dtype=float)
-        return (np.asarray(values, dtype=float) - lo) / np.where(hi > lo, hi - lo, 1.0)
+        y = (np.asarray(values, dtype=float) - lo) / np.where(hi > lo, hi - lo, 1.0)
+        return np.maximum(y, 0.0) if clip else y
 
     def reference_front(self) -> np.ndarray | None:
         """Best known front ``float[k, m]`` (raw units) for IGD+, or ``None``."""

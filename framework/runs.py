@@ -218,7 +218,8 @@ def split_hypervolume(problem: Problem, values: np.ndarray, split: str) -> float
         scale = np.where(np.asarray(base_s) != 0, np.asarray(base_x) / np.asarray(base_s), 1.0)
         ref, lo, hi = ref * scale, lo * scale, hi * scale
     span = np.where(hi > lo, hi - lo, 1.0)
-    return hypervolume((np.asarray(values, dtype=float) - lo) / span, (ref - lo) / span)
+    # clipped at the ideal bound, as every indicator (Problem.normalize(clip=True))
+    return hypervolume(np.maximum((np.asarray(values, dtype=float) - lo) / span, 0.0), (ref - lo) / span)
 
 
 def _split_values(problem: Problem, store: EvaluationStore, result: OptimizationResult, idx: np.ndarray,

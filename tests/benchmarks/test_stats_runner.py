@@ -12,7 +12,7 @@ from scipy.stats import mannwhitneyu
 
 from benchmarks.report import write_bench_report
 from benchmarks.runner import ProblemSpec, Suite, collect_results, load_suite, plan_cells, run_suite
-from benchmarks.stats import a12, average_ranks, mann_whitney_p, median_iqr
+from benchmarks.stats import a12, average_ranks, compare, mann_whitney_p, median_iqr, sign_test_p
 from framework.registry import PROBLEMS, STRATEGIES
 
 FASP = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "fasp" / "head_contributions.json"
@@ -125,6 +125,40 @@ def test_report_summarizes_who_wins_where_and_by_how_much(tmp_path):
     assert "| b | random (+55.0% over surrogate-sa) [2] |" in text  # 0.845 vs 0.545
     # a: better, b: worse (10 seeds each, no overlap); held-out only on a, identical values: n.s.
     assert "| 10 | random | 2 | 1 | 0 | 1 | 0.50 | 1.281 | 0 / 1 / 0 |" in text
+
+
+def test_a_deterministic_strategy_is_one_sample():
+    """Ten copies of one run fed to Mann-Whitney look significant; as one sample they are not."""
+    runs = np.array([0.50, 0.52, 0.55, 0.58, 0.60, 0.61, 0.62, 0.64, 0.66, 0.70])
+    copies = np.full(10, 0.59)
+    p_copies = mann_whitney_p(np.full(10, 0.65), copies)
+    p, a, test = compare(np.full(10, 0.65), np.array([0.59]))
+    assert p_copies < 1e-3 and test == "sign" and a == 1.0
+    assert p == pytest.approx(2 * 0.5 ** 10)                   # 10 of 10 above: the exact sign test
+    p, a, test = compare(runs, np.array([0.605]))              # 5 above, 5 below: nothing to see
+    assert test == "sign" and p == 1.0 and a == pytest.approx(0.5)
+    assert sign_test_p(runs, 0.55) == pytest.approx(sign_test_p(runs[runs != 0.55], 0.55))   # ties dropped
+    p, a, test = compare(np.array([0.7]), np.array([0.6]))
+    assert np.isnan(p) and a == 1.0 and test == "none"
+    assert compare(runs, runs + 1)[2] == "mann-whitney"
+
+
+def test_report_counts_a_strategy_whose_seeds_gave_one_run_once(tmp_path):
+    def rec(strategy, seed, hv, curve=None):
+        return {"problem": "p", "budget": 10, "strategy": strategy, "seed": seed, "hv_final": hv, "hv_25": hv,
+                "hv_50": hv, "hv_curve": curve or [hv] * 10, "front": [[hv, 0.5]]}
+
+    records = [rec("surrogate-sa", i, 0.60 + 0.01 * i) for i in range(10)]
+    records += [rec("fasp", i, 0.58) for i in range(10)]                            # one run, ten times
+    records += [rec("random", i, 0.58, curve=[0.1 * i] + [0.58] * 9) for i in range(10)]  # ten runs
+    text = write_bench_report(tmp_path, records, suite_name="t").read_text()
+    fasp = next(line for line in text.splitlines() if line.startswith("| fasp |"))
+    rnd = next(line for line in text.splitlines() if line.startswith("| random |"))
+    assert "| 10 (one run) |" in fasp and "| 10 |" in rnd
+    cells = [c.strip() for c in fasp.split("|")]
+    assert float(cells[-5]) == pytest.approx(2 * 0.5 ** 10, rel=1e-2)  # sign test, not Mann-Whitney of copies
+    cells = [c.strip() for c in rnd.split("|")]
+    assert float(cells[-5]) < 1e-4                                 # the same values as ten runs: Mann-Whitney
 
 
 def test_report_plots_fronts_by_the_recorded_roles(tmp_path):

@@ -59,6 +59,27 @@ def test_invalid_masks_rejected():
         optimize(problem, Greedy(), 5)
 
 
+def test_options_that_cannot_be_recorded_fail_before_anything_is_paid():
+    problem = _problem()
+    paid = []
+    problem_evaluate = problem.evaluate_with_info
+    problem.evaluate_with_info = lambda masks, split: paid.append(len(masks)) or problem_evaluate(masks, split)
+
+    class Forgetful(Strategy):
+        def __init__(self, width: int = 3) -> None:   # keeps no attribute "width"
+            self._w = width
+
+        def ask(self, n):
+            return self.problem.space.sample(n, self.rng)
+
+        def tell(self, masks, values):
+            pass
+
+    with pytest.raises(AttributeError, match="'width'"):
+        optimize(problem, Forgetful(), 5)
+    assert paid == []
+
+
 def test_repeated_masks_not_charged_and_stall_detected():
     problem = _problem()
 
@@ -201,6 +222,49 @@ def test_split_hypervolume_uses_each_splits_own_baseline():
     assert hs == pytest.approx(hypervolume(p.normalize(p.evaluate(m)), p.normalize(p.ref_point))) and hs > 0
     # the held-out split repairs the model by the same relative amount: same hypervolume
     assert split_hypervolume(p, p.evaluate(m, "heldout"), "heldout") == pytest.approx(hs)
+
+
+def test_area_beyond_the_ideal_bound_adds_no_hypervolume():
+    """A perplexity below the unpruned model's (the ideal bound) counts as the bound itself, in the
+    run's curve, in the split hypervolume and through the loop."""
+    from framework.loop import run_hypervolume_curve
+    from framework.problem import Problem
+    from framework.runs import split_hypervolume
+    from framework.space import HeadSpace
+
+    class BeyondIdeal(Problem):
+        name = "beyond-ideal"
+        splits = ("search",)
+
+        def __init__(self):
+            self.space = HeadSpace.binary(4)
+            self.objective_names = ("bias", "perplexity")
+            self.ref_point = np.array([1.0, 20.0])
+            self.bounds = np.array([[0.0, 10.0], [1.0, 20.0]])
+
+        def _evaluate(self, masks, split):   # pruning head 0 "beats" the unpruned perplexity 10
+            return np.where(masks[:, :1], [[0.5, 12.0]], [[0.5, 8.0]]).astype(float)
+
+        def describe(self):
+            return {}
+
+    p = BeyondIdeal()
+    below, at = np.array([[0.5, 8.0]]), np.array([[0.5, 10.0]])
+    assert run_hypervolume_curve(p, below)[-1] == pytest.approx(0.5)          # (1 - 0.5) x (1 - 0)
+    assert run_hypervolume_curve(p, below)[-1] == pytest.approx(run_hypervolume_curve(p, at)[-1])
+    assert split_hypervolume(p, below, "search") == pytest.approx(split_hypervolume(p, at, "search"))
+
+    class PruneHeadZero(Strategy):
+        def ask(self, n):
+            m = np.ones((1, 4), dtype=bool)
+            m[0, 0] = False
+            return m
+
+        def tell(self, masks, values):
+            pass
+
+    res = optimize(p, PruneHeadZero(), 1)
+    assert res.values[0, 1] == 8.0 and res.hypervolume == pytest.approx(0.5)   # unclipped: 0.5 x 1.2 = 0.6
 
 
 # --------------------------------------------------------------------- sensitivities

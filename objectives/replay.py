@@ -57,7 +57,8 @@ _FITTED: dict[tuple, dict[str, list]] = {}  # (recording sha, path, seed) -> fit
 
 def load_recording(path: str | Path = DEFAULT_RECORDING) -> dict:
     """The recorded arrays: ``masks bool[n, d]``, ``search float[n, m]``, ``heldout float[n, m]``,
-    ``baseline float[2, m]`` (search, heldout), and ``meta`` (dict)."""
+    ``baseline float[2, m]`` (search, heldout), ``kinds int8[n]`` (index into ``meta["kinds"]``:
+    how each mask was drawn; ``None`` in recordings made before kinds were kept) and ``meta``."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"replay: no recording at {str(p)!r} (make one with objectives/replay_record.py)")
@@ -66,7 +67,7 @@ def load_recording(path: str | Path = DEFAULT_RECORDING) -> dict:
         d = int(meta["n_layers"]) * int(meta["n_heads"])
         masks = np.unpackbits(z["masks_packed"], axis=1, count=d).astype(bool)
         return {"masks": masks, "search": z["search"], "heldout": z["heldout"], "baseline": z["baseline"],
-                "meta": meta}
+                "kinds": z["kinds"] if "kinds" in z.files else None, "meta": meta}
 
 
 def _features(masks: np.ndarray, n_layers: int, n_heads: int) -> np.ndarray:
@@ -85,15 +86,15 @@ class ReplayProblem(NoisyFlipSensitivities, Problem):
     cost_objectives = (1,)
 
     def __init__(self, *, recording: str | None = None, seed: int = 0, max_pruned_fraction: float = 0.1,
-                 protected: tuple[int, ...] = (), test_fraction: float = 0.2,
+                 protected: tuple[int, ...] = (), accuracy_folds: int = 5,
                  sensitivity_noise: float | list[float] | None = None) -> None:
         """Args:
             recording: ``.npz`` made by ``objectives/replay_record.py``; default: the shipped one.
             seed: seeds the regressors and the accuracy split.
             max_pruned_fraction: as ``masked-lm`` (0.1 = 27 of 270 heads); the recording's random
                 masks prune up to ``meta["max_pruned"]`` heads, so larger limits extrapolate.
-            test_fraction: recorded evaluations held back to measure the regressor's accuracy
-                (they are used for the final fit afterwards).
+            accuracy_folds: folds of the out-of-fold accuracy (:attr:`accuracy_by_region`; the
+                problem itself answers from a fit on every record).
             sensitivity_noise: offer noisy head sensitivities (exact flips of the regressors plus
                 noise, :mod:`objectives.noisy_sensitivities`); ``None``: none.
         """
@@ -102,7 +103,10 @@ class ReplayProblem(NoisyFlipSensitivities, Problem):
         meta = rec["meta"]
         self.meta = meta
         self.recording = str(recording or DEFAULT_RECORDING)
-        self.seed, self.test_fraction = int(seed), float(test_fraction)
+        if accuracy_folds < 2:
+            raise ValueError(f"accuracy_folds must be >= 2, got {accuracy_folds}")
+        self.seed, self.accuracy_folds = int(seed), int(accuracy_folds)
+        self._oof: dict[str, np.ndarray] | None = None
         self._rec = rec
         self.space = HeadSpace(int(meta["n_layers"]), int(meta["n_heads"]), int(meta["n_kv_heads"]),
                                max_pruned_fraction=max_pruned_fraction, protected=frozenset(protected))
@@ -125,30 +129,82 @@ class ReplayProblem(NoisyFlipSensitivities, Problem):
             models.append(m.fit(X, y))
         return models
 
+    def _out_of_fold(self) -> dict[str, np.ndarray]:
+        """Out-of-fold predictions ``float[n, m]`` of every recorded mask per split (``accuracy_folds``
+        folds, seeded; perplexity on the log scale it is modelled on), NaN where a record failed."""
+        if self._oof is None:
+            rec = self._rec
+            n = len(rec["masks"])
+            fold = np.random.default_rng(self.seed).permutation(n) % self.accuracy_folds
+            X = _features(rec["masks"], self.space.n_layers, self.space.n_heads)
+            self._oof = {}
+            for split in self.splits:
+                Y = rec[split]
+                ok = np.all(np.isfinite(Y), axis=1)
+                pred = np.full(Y.shape, np.nan)
+                for f in range(self.accuracy_folds):
+                    test = fold == f
+                    models = self._fit(X[ok & ~test], Y[ok & ~test])
+                    for j, m in enumerate(models):
+                        pred[ok & test, j] = m.predict(X[ok & test])
+                self._oof[split] = pred
+        return self._oof
+
+    def regions(self) -> dict[str, np.ndarray]:
+        """``{region: bool[n]}`` over the recorded masks: by how they were drawn (the recording's
+        kinds, where it has them) and, for random masks, by pruned count."""
+        rec = self._rec
+        n_pruned = (~rec["masks"]).sum(axis=1)
+        kinds = rec.get("kinds")
+        names = self.meta.get("kinds", ["knockout", "random", "neighbour", "proposed"])
+        random = np.ones(len(n_pruned), dtype=bool) if kinds is None else kinds == names.index("random")
+        out = {"all": np.ones(len(n_pruned), dtype=bool)}
+        out["single-head knock-outs"] = n_pruned == 1 if kinds is None else kinds == names.index("knockout")
+        label = "random masks" if kinds is not None else "masks"
+        for lo, hi in ((2, 4), (5, 9), (10, 19), (20, None)):
+            band = (n_pruned >= lo) & (True if hi is None else n_pruned <= hi)
+            out[f"{label}, {lo}{'+' if hi is None else f'-{hi}'} pruned"] = random & band
+        if kinds is not None:
+            out["neighbours of good masks (1-3 flips)"] = kinds == names.index("neighbour")
+            out["masks proposed by strategies"] = kinds == names.index("proposed")
+        return {k: v for k, v in out.items() if v.sum() >= 5}
+
     @cached_property
-    def accuracy(self) -> dict:
-        """R^2 and Spearman rho of the regressors on recorded evaluations they were not fitted on."""
+    def accuracy_by_region(self) -> dict[str, dict[str, dict]]:
+        """``{"split/objective": {region: {"r2", "spearman", "n"}}}``: out-of-fold accuracy of the
+        regressors (each recorded mask predicted by a fit that did not see it), per region of
+        :meth:`regions`; R^2 on the modelled scale (log perplexity), Spearman on either."""
         from scipy.stats import spearmanr
 
-        rec = self._rec
-        rng = np.random.default_rng(self.seed)
-        n = len(rec["masks"])
-        test = rng.random(n) < self.test_fraction
-        X = _features(rec["masks"], self.space.n_layers, self.space.n_heads)
-        out: dict = {}
+        oof, rec, regions = self._out_of_fold(), self._rec, self.regions()
+        out: dict[str, dict[str, dict]] = {}
         for split in self.splits:
-            Y = rec[split]
-            ok = np.all(np.isfinite(Y), axis=1)
-            models = self._fit(X[ok & ~test], Y[ok & ~test])
             for j, name in enumerate(self.objective_names):
-                # R^2 on the scale the objective is modelled (log perplexity: its changes span +0..+100%,
-                # so a raw-scale R^2 is decided by a few heavily pruned masks); Spearman on either
-                y = np.log(Y[ok & test, j]) if j == 1 else Y[ok & test, j]
-                pred = models[j].predict(X[ok & test])
-                r2 = 1 - np.sum((y - pred) ** 2) / np.sum((y - y.mean()) ** 2)
-                out[f"{split}/{name}"] = {"r2": float(r2), "scale": "log" if j == 1 else "linear",
-                                          "spearman": float(spearmanr(y, pred)[0]), "n_test": int((ok & test).sum())}
+                y = np.log(rec[split][:, j]) if j == 1 else rec[split][:, j]
+                pred = oof[split][:, j]
+                table = {}
+                for region, sel in regions.items():
+                    sel = sel & np.isfinite(y) & np.isfinite(pred)
+                    if sel.sum() < 5:
+                        continue
+                    yy, pp = y[sel], pred[sel]
+                    ss = np.sum((yy - yy.mean()) ** 2)
+                    table[region] = {"r2": float(1 - np.sum((yy - pp) ** 2) / ss) if ss > 0 else float("nan"),
+                                     "spearman": float(spearmanr(yy, pp)[0]), "n": int(sel.sum())}
+                out[f"{split}/{name}"] = table
         return out
+
+    @property
+    def accuracy(self) -> dict:
+        """Pooled out-of-fold accuracy ``{"split/objective": {"r2", "spearman", "n", "scale"}}`` (all
+        recorded masks; see :attr:`accuracy_by_region` for where it holds and where it does not)."""
+        return {key: {**table["all"], "scale": "log" if key.endswith("/" + self.objective_names[1]) else "linear"}
+                for key, table in self.accuracy_by_region.items()}
+
+    def stand_in_accuracy(self) -> list[dict]:
+        """Rows ``{split, objective, region, r2, spearman, n}`` for benchmark reports."""
+        return [{"split": key.split("/")[0], "objective": key.split("/")[1], "region": region, **v}
+                for key, table in self.accuracy_by_region.items() for region, v in table.items()]
 
     @cached_property
     def _models(self) -> dict[str, list]:

@@ -74,4 +74,35 @@ def test_shipped_recording_is_real_and_registered():
     assert set(acc) == {f"{s}/{o}" for s in (SEARCH, HELDOUT) for o in p.objective_names}
     # perplexity is predictable from the mask; held-out accuracy is measured, whatever it is
     assert acc["search/perplexity"]["spearman"] > 0.7 and acc["heldout/perplexity"]["spearman"] > 0.7
-    assert all(np.isfinite(v["r2"]) and v["n_test"] > 100 for v in acc.values())
+    assert all(np.isfinite(v["r2"]) and v["n"] == len(masks) for v in acc.values())   # out of fold: every record
+    regions = p.accuracy_by_region["search/bias"]
+    assert regions["single-head knock-outs"]["n"] == 270 and sum(k.startswith("masks, ") for k in regions) >= 3
+
+
+def test_recorder_tags_kinds_and_resumes_from_its_log_without_paying(tiny_dir, corpus_file, tmp_path, monkeypatch):
+    """The recorder on a tiny model: knock-outs, random masks, neighbours and proposed masks tagged
+    by kind; a second run with the same log pays nothing and writes the same arrays; a replay fitted
+    on it reports accuracy per kind."""
+    from objectives.replay_record import KINDS, main
+
+    monkeypatch.setenv("HEADREPAIR_CACHE", str(tmp_path / "cache"))
+    proposed = tmp_path / "proposed.json"
+    proposed.write_text(json.dumps([[0, 5], [1, 2, 3], [0, 5], []]))    # a repeat and the unpruned mask: dropped
+    args = ["--set", f"model={tiny_dir}", "--set", f"corpus={corpus_file}", "--set", "window=32", "--set", "stride=16",
+            "--set", "n_windows=3", "--set", "bias_metric=likelihood", "--set", "n_templates=2", "--set", "n_boot=20",
+            "--set", "max_pruned_fraction=0.5", "--n-random", "6", "--n-neighbours", "3", "--max-pruned", "3",
+            "--log", str(tmp_path / "log.jsonl"), "--proposed", str(proposed)]
+    assert main(["--out", str(tmp_path / "a.npz"), *args]) == 0
+    a = load_recording(tmp_path / "a.npz")
+    kinds = np.load(tmp_path / "a.npz")["kinds"]
+    n = {k: int((kinds == i).sum()) for i, k in enumerate(KINDS)}
+    assert n["knockout"] == 8 and n["neighbour"] == 3 + (6 - n["random"]) and n["proposed"] == 2
+    assert len({m.tobytes() for m in a["masks"]}) == len(a["masks"]) and np.isfinite(a["search"]).all()
+    assert a["meta"]["paid_this_session"] == 2 * len(a["masks"])
+    assert main(["--out", str(tmp_path / "b.npz"), *args]) == 0
+    b = load_recording(tmp_path / "b.npz")
+    assert b["meta"]["paid_this_session"] == 0
+    for key in ("masks", "search", "heldout", "baseline"):
+        assert np.array_equal(a[key], b[key])
+    acc = ReplayProblem(recording=str(tmp_path / "a.npz"), max_pruned_fraction=0.5, accuracy_folds=2).accuracy_by_region
+    assert set(acc) <= {f"{s}/{o}" for s in ("search", "heldout") for o in ("bias", "perplexity")}

@@ -45,7 +45,7 @@ __all__ = ["Suite", "Cell", "load_suite", "run_suite", "run_cell", "collect_resu
 SUITES_DIR = Path(__file__).parent / "suites"
 RESULT_FIELDS = ["problem", "budget", "strategy", "seed", "hv_final", "hv_25", "hv_50", "hv_100", "igd_plus",
                  "hv_front_search", "hv_front_heldout", "n_evaluations", "n_sensitivity_calls", "n_cache_hits",
-                 "wall_time_s", "strategy_time_s", "evaluation_time_s", "stop_reason"]
+                 "wall_time_s", "strategy_time_s", "evaluation_time_s", "evaluation_cost_s", "stop_reason"]
 
 
 @dataclass
@@ -210,6 +210,7 @@ def run_cell(cell: Cell, threads: int | None = None) -> dict[str, Any]:
                 "n_evaluations": res.n_evaluations, "n_cache_hits": res.n_cache_hits,
                 "n_sensitivity_calls": res.n_sensitivity_calls, "wall_time_s": res.wall_time,
                 "strategy_time_s": res.strategy_time, "evaluation_time_s": res.evaluation_time,
+                "evaluation_cost_s": res.evaluation_cost,
                 "stop_reason": res.stop_reason, "hv_curve": curve, "front": res.front_values.tolist(),
                 "front_masks": [np.flatnonzero(~m).tolist() for m in res.front_masks],
                 "objective_names": list(problem.objective_names), "cell": asdict(cell),

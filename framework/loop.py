@@ -81,6 +81,9 @@ class OptimizationResult:
     stop_reason: str = "budget"
     sensitivity_masks: np.ndarray | None = None
     sensitivity_spent: np.ndarray | None = None
+    # seconds the received evaluations and sensitivity calls cost when they were paid, by this run or
+    # (cache hits) by an earlier one: unlike evaluation_time, it does not depend on who paid first
+    evaluation_cost: float = 0.0
 
     @property
     def n_evaluations(self) -> int:
@@ -176,7 +179,7 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
     ref_n = _normalized_ref(problem)
 
     t_start = time.perf_counter()
-    strategy_time = evaluation_time = 0.0
+    strategy_time = evaluation_time = evaluation_cost = 0.0
     # read before anything is paid: a strategy whose options cannot be recorded fails here, not
     # after its budget was spent (the options are fixed at construction)
     options = strategy.options()
@@ -201,7 +204,7 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
 
     def serve_sensitivities() -> float:
         """Answer the strategy's sensitivity requests (each new mask: one budget unit)."""
-        nonlocal strategy_time
+        nonlocal strategy_time, evaluation_cost
         used, repeats = 0.0, 0
         while spent() < budget:
             t0 = time.perf_counter()
@@ -223,11 +226,14 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
             else:
                 sens = store.get_sensitivities(fingerprint, req)
                 hit = sens is not None
-                if not hit:
+                if hit:
+                    evaluation_cost += store.sensitivity_wall_time(fingerprint, req) or 0.0
+                else:
                     t0 = time.perf_counter()
                     sens = problem.sensitivities(req, SEARCH)
                     dt = time.perf_counter() - t0
                     used += dt
+                    evaluation_cost += dt
                     store.put_sensitivities(fingerprint, sens, wall_time=dt, strategy=name, seed=seed, run_id=run_id)
                 store.add_sensitivity_trial(run_id, spent(), fingerprint, req, hit)
                 sens_seen[key] = sens
@@ -276,12 +282,15 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
                     vals, infos = problem.evaluate_with_info(new[todo], SEARCH)
                     dt = time.perf_counter() - t0
                     evaluation_time += dt
+                    evaluation_cost += dt
                     store.put(fingerprint, new[todo], vals, infos=infos, wall_times=[dt / len(todo)] * len(todo),
                               strategy=name, seed=seed, run_id=run_id)
                     fresh = {i: v for i, v in zip(todo, vals, strict=True)}
                 start = len(masks)
                 for j, row in enumerate(new_rows):
                     v = fresh[j] if j in fresh else stored[j].objectives  # type: ignore[union-attr]
+                    if j not in fresh:
+                        evaluation_cost += stored[j].wall_time  # type: ignore[union-attr]
                     seen[keys[row]] = len(masks)
                     masks.append(asked[row].copy())
                     values.append(np.asarray(v, dtype=float))
@@ -323,7 +332,7 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
         wall_time=time.perf_counter() - t_start, strategy_time=strategy_time, evaluation_time=evaluation_time,
         run_id=run_id, strategy_options=options, stop_reason=stop_reason,
         sensitivity_masks=np.array(sens_masks, dtype=bool).reshape(-1, space.dim),
-        sensitivity_spent=np.array(sens_spent, dtype=int))
+        sensitivity_spent=np.array(sens_spent, dtype=int), evaluation_cost=evaluation_cost)
 
 
 def _progress_bar(total: int, progress: bool | None):

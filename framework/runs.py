@@ -124,7 +124,8 @@ def result_to_json(result: OptimizationResult) -> dict[str, Any]:
         "bounds": result.bounds.tolist(), "hypervolume": result.hypervolume,
         "hv_curve": [float(h) for h in result.hv_curve], "front": front,
         "wall_time_s": result.wall_time, "strategy_time_s": result.strategy_time,
-        "evaluation_time_s": result.evaluation_time, "stop_reason": result.stop_reason, "run_id": result.run_id,
+        "evaluation_time_s": result.evaluation_time, "evaluation_cost_s": result.evaluation_cost,
+        "stop_reason": result.stop_reason, "run_id": result.run_id,
     }
 
 

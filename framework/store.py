@@ -210,6 +210,12 @@ class EvaluationStore:
                              (fingerprint, pack_mask(mask))).fetchone()
         return None if r is None else Sensitivities.from_json(unpack_mask(r[0], r[1]), json.loads(r[2]))
 
+    def sensitivity_wall_time(self, fingerprint: str, mask: np.ndarray) -> float | None:
+        """Seconds the stored sensitivities of ``mask`` took when they were paid, or ``None``."""
+        r = self._db.execute("SELECT wall_time FROM sensitivities WHERE fingerprint=? AND mask=?",
+                             (fingerprint, pack_mask(mask))).fetchone()
+        return None if r is None else float(r[0])
+
     def add_sensitivity_trial(self, run_id: str, spent: int, fingerprint: str, mask: np.ndarray,
                               cache_hit: bool) -> None:
         with self._db:

@@ -114,6 +114,17 @@ def test_store_roundtrip_and_cache_hits(tmp_path):
     assert other.fingerprint() != problem.fingerprint()
 
 
+def test_evaluation_cost_does_not_depend_on_who_paid_first(tmp_path):
+    """A second run served entirely by the store pays nothing now but is charged what its
+    evaluations cost when they were paid, so benchmark time columns do not depend on cell order."""
+    problem = _problem()
+    with EvaluationStore(tmp_path / "s.sqlite") as store:
+        first = optimize(problem, STRATEGIES.create("random"), 12, batch_size=4, seed=3, store=store)
+        again = optimize(problem, STRATEGIES.create("random"), 12, batch_size=4, seed=3, store=store)
+    assert first.n_cache_hits == 0 and again.n_cache_hits == 12 and again.evaluation_time == 0.0
+    assert first.evaluation_cost > 0 and again.evaluation_cost == pytest.approx(first.evaluation_cost, rel=1e-9)
+
+
 def test_failed_evaluations_stored_with_reason(tmp_path):
     from framework.problem import Problem
     from framework.space import HeadSpace

@@ -7,7 +7,11 @@ L-BFGS-B).  Kernels:
 
 - ``"hamming"``: exponentiated Hamming distance, ``k(x, x') = exp(-hamming(x, x') / (d * l))``
   (the same as an RBF kernel on 0/1 inputs without ARD, with the distance per bit);
-- ``"tanimoto"``: ``<x, x'> / (|x| + |x'| - <x, x'>)`` on the keep masks (no lengthscale).
+- ``"tanimoto"``: ``<x, x'> / (|x| + |x'| - <x, x'>)`` on the keep masks (no lengthscale);
+- ``"rbf-ard"``: an RBF kernel with one lengthscale per head, ``exp(-sum_i [x_i != x'_i] / (2 l_i^2))``
+  on 0/1 inputs, under BoTorch's dimension-scaled log-normal prior on the lengthscales (what
+  BoTorch's ``SingleTaskGP`` uses by default, and so ``qnehvi``): it can learn which heads
+  matter at all, which an isotropic kernel cannot.
 
 Prediction does not go through ``model.posterior``: after fitting, the Cholesky factor of the
 training covariance is inverted once, so a batch of ``k`` queries costs two matrix products
@@ -17,6 +21,7 @@ annealing needs when it scores thousands of candidates per step.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -25,7 +30,7 @@ from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
 from gpytorch.constraints import GreaterThan
-from gpytorch.kernels import Kernel, ScaleKernel
+from gpytorch.kernels import Kernel, RBFKernel, ScaleKernel
 from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import LogNormalPrior
@@ -81,7 +86,7 @@ class TanimotoKernel(Kernel):
         return torch.where(union > 0, inner / union.clamp_min(1e-12), torch.ones_like(union))
 
 
-_KERNELS = ("hamming", "tanimoto")
+_KERNELS = ("hamming", "tanimoto", "rbf-ard")
 
 
 class GPSurrogate(Surrogate):
@@ -92,7 +97,8 @@ class GPSurrogate(Surrogate):
     def __init__(self, *, kernel: str = "hamming", noise_floor: float = 1e-4, include_noise: bool = True,
                  max_iterations: int = 200, seed: int = 0) -> None:
         """Args:
-            kernel: ``"hamming"`` (exponentiated Hamming distance) or ``"tanimoto"``.
+            kernel: ``"hamming"`` (exponentiated Hamming distance), ``"tanimoto"`` or ``"rbf-ard"``
+                (one lengthscale per head).
             noise_floor: smallest observation-noise variance, in units of the standardized targets
                 (keeps the Cholesky factorization stable when masks repeat).
             include_noise: ``std`` is that of a new real evaluation (posterior variance plus the
@@ -116,7 +122,12 @@ class GPSurrogate(Surrogate):
         self.model: SingleTaskGP | None = None
         """The fitted BoTorch model (for acquisition functions and diagnostics)."""
 
-    def _covar_module(self, batch_shape: torch.Size) -> ScaleKernel:
+    def _covar_module(self, batch_shape: torch.Size, n_bits: int) -> ScaleKernel:
+        if self.kernel == "rbf-ard":
+            # BoTorch's default: LogNormal(sqrt(2) + log(d) / 2, sqrt(3)) on each lengthscale
+            prior = LogNormalPrior(math.sqrt(2) + 0.5 * math.log(n_bits), math.sqrt(3))
+            base = RBFKernel(ard_num_dims=n_bits, batch_shape=batch_shape, lengthscale_prior=prior)
+            return ScaleKernel(base, batch_shape=batch_shape)
         if self.kernel == "hamming":
             # log-normal prior around l = 0.5 (per bit): the correlation of two masks falls to 1/e
             # when half of the bits differ; wide enough for near-additive and rugged objectives
@@ -141,8 +152,8 @@ class GPSurrogate(Surrogate):
             torch.manual_seed(self.seed)
             # constant objectives make Standardize warn; the fit handles them (std set to 1)
             warnings.filterwarnings("ignore", message=".*standard deviation.*")
-            model = SingleTaskGP(train_x, train_y, likelihood=likelihood, covar_module=self._covar_module(batch_shape),
-                                 outcome_transform=Standardize(m=m))
+            model = SingleTaskGP(train_x, train_y, likelihood=likelihood,
+                                 covar_module=self._covar_module(batch_shape, d), outcome_transform=Standardize(m=m))
             mll = ExactMarginalLogLikelihood(model.likelihood, model)
             fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": self.max_iterations}})
         model.eval()
@@ -170,7 +181,6 @@ class GPSurrogate(Surrogate):
             self._train_x = train_x
             self._const = const.squeeze(-1)
             self._noise = noise.squeeze(-1)
-            self._outputscale = kernel.outputscale.reshape(m)
             tf = model.outcome_transform
             self._y_mean = tf.means.reshape(m)
             self._y_std = tf.stdvs.reshape(m)
@@ -226,7 +236,8 @@ class GPSurrogate(Surrogate):
                 k_cross = self.model.covar_module(x, self._train_x).to_dense().reshape(m, x.shape[0], -1)  # [m, k, n]
                 mean = self._const[:, None] + (k_cross @ self._alpha.unsqueeze(-1)).squeeze(-1)  # [m, k]
                 explained = (k_cross @ self._L_inv.transpose(-1, -2)).pow(2).sum(-1)  # [m, k]
-                var = (self._outputscale[:, None] - explained).clamp_min(0)
+                prior = self.model.covar_module(x, diag=True).reshape(m, x.shape[0])  # k(x, x): [m, k]
+                var = (prior - explained).clamp_min(0)
                 if self.include_noise:
                     var = var + self._noise[:, None]
                 means.append(mean * self._y_std[:, None] + self._y_mean[:, None])

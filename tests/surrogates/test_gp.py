@@ -38,7 +38,7 @@ def test_kernels_match_their_definitions():
     assert tanimoto[0, 0] == 1.0  # two empty sets are identical
 
 
-@pytest.mark.parametrize("kernel", ["hamming", "tanimoto"])
+@pytest.mark.parametrize("kernel", ["hamming", "tanimoto", "rbf-ard"])
 @pytest.mark.parametrize("include_noise", [True, False])
 @pytest.mark.parametrize("n_objectives", [1, 2])
 def test_cached_prediction_equals_the_botorch_posterior(kernel, include_noise, n_objectives):
@@ -50,6 +50,24 @@ def test_cached_prediction_equals_the_botorch_posterior(kernel, include_noise, n
         expected_mean, expected_std = posterior.mean.numpy(), posterior.variance.sqrt().numpy()
     np.testing.assert_allclose(mean, expected_mean, rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(std, expected_std, rtol=1e-6, atol=1e-9)
+
+
+def test_ard_learns_which_bits_matter():
+    """A function of 3 of 40 bits: the per-bit lengthscales of rbf-ard find them (shorter than
+    every irrelevant bit's) and it predicts better than the isotropic Hamming kernel."""
+    rng = np.random.default_rng(3)
+    X = rng.random((160, 40)) < 0.8
+    z = (~X).astype(float)
+    sparse = 2.0 * z[:, 3] - 1.5 * z[:, 17] + z[:, 3] * z[:, 30] + 0.8 * z[:, 30]
+
+    def error(kernel, y):  # root mean squared error on 80 unseen masks, relative to the spread
+        gp = GPSurrogate(kernel=kernel).fit(X[:80], y[:80, None])
+        return np.sqrt(np.mean((gp.predict(X[80:])[0][:, 0] - y[80:]) ** 2)) / y[80:].std(), gp
+
+    ard, gp = error("rbf-ard", sparse)
+    ls = gp.model.covar_module.base_kernel.lengthscale.detach().numpy().ravel()
+    assert ard < 0.8 * error("hamming", sparse)[0]
+    assert np.max(ls[[3, 17, 30]]) < np.min(np.delete(ls, [3, 17, 30]))
 
 
 def test_noise_floor_bounds_the_fitted_noise_and_the_spread():

@@ -241,3 +241,31 @@ def test_fasp_heads_problem():
         PROBLEMS.create("fasp-heads", path=str(FASP), axis="nope")
     with pytest.raises(FileNotFoundError):
         PROBLEMS.create("fasp-heads", path="/nonexistent.json")
+
+
+def test_replay_proposals_takes_fronts_first_and_never_repeats(tmp_path):
+    """The recorder's 'proposed' phase: masks strategies asked on a replay, fronts first, distinct."""
+    from benchmarks.replay_proposals import collect, sample
+    from framework.history import pack_mask
+
+    rng = np.random.default_rng(0)
+    d = 24
+    masks = np.ones((300, d), dtype=bool)
+    for i in range(300):
+        masks[i, rng.choice(d, size=int(rng.integers(1, 6)), replace=False)] = False
+    pruned = (~masks).astype(float)
+    w = rng.normal(0, 0.05, d)
+    search = np.stack([0.5 + pruned @ w, 20 * np.exp(pruned @ np.abs(w))], axis=1)
+    meta = {"n_layers": 4, "n_heads": 6, "n_kv_heads": 2, "objective_names": ["bias", "perplexity"], "sha256": "t"}
+    path = tmp_path / "rec.npz"
+    np.savez_compressed(path, masks_packed=np.packbits(masks, axis=1), search=search, heldout=search,
+                        baseline=np.array([[0.5, 20.0], [0.5, 20.0]]), meta=np.array(json.dumps(meta)))
+    found = collect(str(path), ["random", "nsga2"], seeds=2, budget=20, batch=5, log=lambda s: None)
+    assert set(found) == {"random", "nsga2"}
+    for front, rest in found.values():
+        keys = [pack_mask(m) for m in front + rest]
+        assert len(keys) == len(set(keys)) and front and not any(m.all() for m in front + rest)
+    picked = sample(found, 12, np.random.default_rng(0))
+    assert len(picked) == 12 and len({tuple(p) for p in picked}) == 12 and all(p for p in picked)
+    firsts = {tuple(np.flatnonzero(~found[s][0][0]).tolist()) for s in found}
+    assert firsts <= {tuple(p) for p in picked[:2]}     # each strategy's first front mask leads

@@ -118,6 +118,21 @@ def test_bo_respects_a_tight_pruning_limit():
     assert ((~res.masks).sum(axis=1) <= 2).all() and res.n_evaluations == 12
 
 
+def test_bo_local_search_stops_after_max_steps():
+    """Each local search takes at most max_steps steps; unbounded, the same searches walk further
+    (the trust region alone does not bound them: 4 flips may be undone and redone elsewhere)."""
+    problem = PROBLEMS.create("rho-mnk", n_bits=60, k=2, rho=0.0, seed=2, max_pruned_fraction=0.5)
+    steps = {}
+    for bound in (None, 2):
+        strategy = QNEHVI(n_init=8, max_flips=8, max_steps=bound, **FAST_BO)
+        optimize(problem, strategy, 20, batch_size=4, seed=0)
+        steps[bound] = strategy.steps
+    assert len(steps[2]) == len(steps[None]) == 12
+    assert max(steps[2]) <= 2 < max(steps[None])
+    with pytest.raises(ValueError, match="max_steps"):
+        QNEHVI(max_steps=0)
+
+
 def test_bo_rejects_bad_options():
     with pytest.raises(ValueError, match="raw_samples"):
         QNEHVI(num_restarts=8, raw_samples=4)

@@ -99,8 +99,11 @@ def load_suite(name_or_path: str) -> Suite:
     if not path.is_file():
         path = SUITES_DIR / f"{name_or_path}.toml"
     if not path.is_file():
+        from framework.validate import did_you_mean
+
         known = sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
-        raise FileNotFoundError(f"no suite {name_or_path!r}; known suites: {known} (or give a path)")
+        raise FileNotFoundError(f"no suite {name_or_path!r}{did_you_mean(name_or_path, known)} (known suites: "
+                                f"{', '.join(known)}; or give a path to a TOML file)")
     data = tomllib.loads(path.read_text())
     probs = [ProblemSpec(p.get("label") or p["name"], p["name"], _expand(p.get("options", {})))
              for p in data.get("problems", [])]
@@ -136,7 +139,9 @@ def _check_subset(kind: str, chosen: list | None, known: list) -> set | None:
         return None
     unknown = [c for c in chosen if c not in known]
     if unknown:
-        raise ValueError(f"this suite has no {kind} {unknown}; it has {known}")
+        from framework.validate import did_you_mean
+
+        raise ValueError(f"this suite has no {kind} {unknown}{did_you_mean(unknown[0], known)} (it has {known})")
     return set(chosen)
 
 

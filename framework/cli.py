@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from framework.config import DEFAULTS, RunConfig, load_config_file, parse_set, route_options
-from framework.registry import ACQUISITIONS, PROBLEMS, STRATEGIES, SURROGATES, RegistryError
-from framework.space import read_mask_file
+from framework.registry import ACQUISITIONS, PROBLEMS, STRATEGIES, SURROGATES
+from framework.space import check_mask_file, read_mask_file
+from framework.validate import one_line
 
 __all__ = ["main", "build_parser"]
 
@@ -27,14 +29,25 @@ examples:
   headrepair run --strategy attribution-greedy     follow the heads' gradients, verify every step
   headrepair attribute --out a.json --compare 60   every head's estimated effect, checked on 60 real knock-outs
   headrepair list                                  what can be plugged in
+
+Bad input (an unknown name, a mistyped option, a file that cannot be read...) ends with one line
+on stderr that names it, and exit status 2; --debug (on any command) shows the traceback instead.
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (``prog: error: ...``), exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="headrepair", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
         description="Repair the fairness of a causal language model by searching which attention heads to switch "
                     "off. Budgets count real evaluations of the problem (for masked-lm: runs of the masked model).")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error (also after a command)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     sub.add_parser("list", help="registered problems, strategies, surrogates and acquisitions, with summaries")
@@ -46,22 +59,24 @@ def build_parser() -> argparse.ArgumentParser:
                                    "data with a verdict (repaired only when the held-out bias falls by more than 2 "
                                    "paired standard errors), the exported model (only when a mask qualified) and "
                                    "report.md into the run directory. Every option can also come from --config; flags "
-                                   "override the file.")
+                                   "override the file. Everything is checked before anything is written: a bad "
+                                   "option, model or data file ends with one line naming it (exit status 2).")
     r.add_argument("--problem", help=f"registered problem (default {DEFAULTS.problem})")
     r.add_argument("--strategy", help=f"registered strategy (default {DEFAULTS.strategy})")
     r.add_argument("--budget", type=int, help=f"real evaluations to spend; a head-sensitivity call counts as one "
                                               f"(default {DEFAULTS.budget})")
     r.add_argument("--batch-size", type=int, help=f"masks per round (default {DEFAULTS.batch_size})")
     r.add_argument("--seed", type=int, help=f"random seed of the strategy (default {DEFAULTS.seed})")
-    r.add_argument("--out", help="run directory (default runs/<problem>-<strategy>-s<seed>-<time>)")
+    r.add_argument("--out", help="run directory, new or without a run in it (default "
+                                 "runs/<problem>-<strategy>-s<seed>-<time>)")
     r.add_argument("--store", help="SQLite evaluation store; share one between runs to reuse evaluations "
                                    "(default <out>/evaluations.sqlite)")
     r.add_argument("--config", help="TOML or YAML file with the same keys as these flags, plus a [set] table")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="problem or strategy option, e.g. mode=oneshot, surrogate=gp, problem.bias_metric=likelihood; "
                         "`headrepair list --options` shows them")
-    r.add_argument("--device", help="masked-lm: cpu, cuda, cuda:1 (default: cuda when present)")
-    r.add_argument("--dtype", help="masked-lm: float32, bfloat16, float16 (default: bf16 on CUDA, fp32 on CPU)")
+    r.add_argument("--device", help="masked-lm: cpu, cuda, cuda:1 (default cuda when present)")
+    r.add_argument("--dtype", help="masked-lm: float32, bfloat16, float16 (default bf16 on CUDA, fp32 on CPU)")
     r.add_argument("--max-cost", type=float,
                    help="pick rule: a front mask qualifies only if its perplexity (the cost objective) is at most "
                         "this %% above the unpruned model on the pick, validation and held-out splits, each against "
@@ -74,7 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not export the chosen model (only a mask that qualified is ever exported)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    rs = sub.add_parser("resume", help="continue an interrupted run to its budget (no evaluation paid twice)")
+    rs = sub.add_parser("resume", help="continue an interrupted run to its budget (no evaluation paid twice)",
+                        description="Continue an interrupted run: the strategy is replayed with its seed, answered "
+                                    "from the store, then continues to the budget. A finished run is left as it is "
+                                    "(exit status 0); a run whose problem settings changed since it began (model, "
+                                    "data, metric settings) is refused, naming the settings that differ.")
     rs.add_argument("run_dir")
     rs.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -116,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
                                        "from stored results")
     rp.add_argument("run_dir")
     _add_plugin_commands(sub)
+    for command in sub.choices.values():  # --debug after the command too (not overriding one given before it)
+        if "--debug" not in command._option_string_actions:
+            command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                 help="show the traceback of an error")
     return p
 
 
@@ -185,6 +208,8 @@ def _read_mask(problem, path: str) -> np.ndarray:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.mask != "keep-all":
+        check_mask_file(args.mask)  # before the model loads
     problem = _masked_lm(args.model, args.set, device=args.device, dtype=args.dtype)
     try:
         mask = _read_mask(problem, args.mask)
@@ -199,11 +224,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     if args.run_dir:
-        from framework.runs import RUN_FILE, choose_mask, verify_choice
+        from framework.runs import choose_mask, read_run_config, verify_choice
         from framework.store import EvaluationStore
 
         run = Path(args.run_dir)
-        cfg = RunConfig.from_json(json.loads((run / RUN_FILE).read_text()))
+        cfg = read_run_config(run)
         problem = PROBLEMS.create(cfg.problem, **cfg.problem_options)
         try:
             if args.max_cost is None and args.pick_split is None and (run / "chosen_mask.json").is_file():
@@ -215,7 +240,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
                                          max_cost=cfg.max_cost if args.max_cost is None else args.max_cost,
                                          split=args.pick_split or cfg.pick_split)
                     if choice is None:
-                        raise SystemExit(f"problem {cfg.problem!r} has no baseline to pick against")
+                        raise ValueError(f"problem {cfg.problem!r} has no baseline to pick against")
                     chosen = verify_choice(problem, choice, store)
             if chosen["index"] is None:
                 raise ValueError(f"{run}: no repair found (no front mask qualified under the rule: "
@@ -232,7 +257,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
             problem.close()
         return 0
     if not (args.model and args.mask):
-        raise SystemExit("export needs RUN_DIR, or --model M and --mask FILE")
+        raise ValueError("export needs RUN_DIR, or --model M and --mask FILE")
+    if args.mask != "keep-all":
+        check_mask_file(args.mask)  # before the model loads
     problem = _masked_lm(args.model, args.set)
     try:
         mask = _read_mask(problem, args.mask)
@@ -269,11 +296,11 @@ def _result_from_store(run: Path, cfg: RunConfig, problem):
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from framework.runs import RUN_FILE, finish_run, write_result
+    from framework.runs import finish_run, read_run_config, write_result
     from framework.store import EvaluationStore
 
     run = Path(args.run_dir)
-    cfg = RunConfig.from_json(json.loads((run / RUN_FILE).read_text()))
+    cfg = read_run_config(run)
     problem = PROBLEMS.create(cfg.problem, **cfg.problem_options)
     try:
         result = _result_from_store(run, cfg, problem)
@@ -287,44 +314,76 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.command == "list":
+        return _cmd_list(args)
+    if args.command == "run":
+        from framework.runs import start_run
+
+        cfg = _run_config(args)
+        out = start_run(cfg, progress=False if args.quiet else None)
+        print(f"run directory: {out}")
+        return 0
+    if args.command == "resume":
+        from framework.runs import finished_run, read_run_config, resume_run
+
+        read_run_config(args.run_dir)  # a directory that is not a run fails here
+        note = finished_run(args.run_dir)
+        if note is not None:  # a no-op that says so
+            print(f"headrepair resume: {note}", file=sys.stderr)
+        else:
+            resume_run(args.run_dir, progress=False if args.quiet else None)
+        print(f"run directory: {args.run_dir}")
+        return 0
+    if args.command == "evaluate":
+        return _cmd_evaluate(args)
+    if args.command == "export":
+        return _cmd_export(args)
+    if args.command == "report":
+        bench_dir = any((Path(args.run_dir) / f).exists() for f in ("suite.json", "results.csv"))
+        if bench_dir and "bench" in _PLUGIN_COMMANDS:  # a benchmark directory (even an unfinished one)
+            return _PLUGIN_COMMANDS["bench"](args)
+        return _cmd_report(args)
+    if args.command in _PLUGIN_COMMANDS:
+        return _PLUGIN_COMMANDS[args.command](args)
+    parser.error(f"unknown command {args.command!r}")
+    return 2
+
+
+#: Errors that bad input raises (exit status 2, one line); anything else is unexpected (exit status 1).
+_INPUT_ERRORS = (ValueError, TypeError, LookupError, OSError)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run ``headrepair`` with ``argv``; returns the exit status.  An error is one line on stderr
+    (``headrepair COMMAND: error: ...``): status 2 for bad input, 1 for an unexpected error; with
+    ``--debug`` the exception propagates (traceback)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    debug = bool(getattr(args, "debug", False))
+    if not sys.stderr.isatty() and not debug:
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no model-loading bars in logs
     try:
-        if args.command == "list":
-            return _cmd_list(args)
-        if args.command == "run":
-            from framework.runs import start_run
-
-            cfg = _run_config(args)
-            out = start_run(cfg, progress=False if args.quiet else None)
-            print(f"run directory: {out}")
-            return 0
-        if args.command == "resume":
-            from framework.runs import resume_run
-
-            out = resume_run(args.run_dir, progress=False if args.quiet else None)
-            print(f"run directory: {out}")
-            return 0
-        if args.command == "evaluate":
-            return _cmd_evaluate(args)
-        if args.command == "export":
-            return _cmd_export(args)
-        if args.command == "report":
-            bench_dir = any((Path(args.run_dir) / f).exists() for f in ("suite.json", "results.csv"))
-            if bench_dir and "bench" in _PLUGIN_COMMANDS:  # a benchmark directory (even an unfinished one)
-                return _PLUGIN_COMMANDS["bench"](args)
-            return _cmd_report(args)
-        if args.command in _PLUGIN_COMMANDS:
-            return _PLUGIN_COMMANDS[args.command](args)
-    except (RegistryError, ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
-        print(f"headrepair {args.command}: error: {exc}", file=sys.stderr)
+        return _dispatch(args, parser)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        hint = " (`headrepair resume DIR` continues a run)" if args.command in ("run", "resume") else ""
+        print(f"headrepair {args.command}: interrupted{hint}", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        message = one_line(exc) or type(exc).__name__
+        if not isinstance(exc, _INPUT_ERRORS):
+            print(f"headrepair {args.command}: error: {type(exc).__name__}: {message} (unexpected; rerun with "
+                  "--debug for the traceback)", file=sys.stderr)
+            return 1
+        print(f"headrepair {args.command}: error: {message}", file=sys.stderr)
         return 2
-    parser.error(f"unknown command {args.command!r}")
-    return 2
 
 
 if __name__ == "__main__":

@@ -8,13 +8,14 @@ registration (:meth:`Registry.register`) is there for notebooks and tests.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
+
+from framework.validate import did_you_mean
 
 __all__ = ["Registry", "RegistryError", "Entry", "ACQUISITIONS", "PROBLEMS", "STRATEGIES", "SURROGATES"]
 
@@ -125,9 +126,8 @@ class Registry:
             raise RegistryError(self._broken[name])
         if name not in self._entries:
             known = self.names()
-            close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise RegistryError(f"unknown {self.kind} {name!r}{hint} (registered: {', '.join(known) or 'none'})")
+            raise RegistryError(f"unknown {self.kind} {name!r}{did_you_mean(name, known)} "
+                                f"(registered: {', '.join(known) or 'none'})")
         return self._entries[name]
 
     def check_options(self, name: str, options: dict[str, Any]) -> Entry:
@@ -138,7 +138,8 @@ class Registry:
         if valid is not None:
             bad = sorted(set(options) - set(valid))
             if bad:
-                raise TypeError(f"{self.kind} {name!r} has no option(s) {bad}; valid options: {sorted(valid)}")
+                raise TypeError(f"{self.kind} {name!r} has no option(s) {bad}{did_you_mean(bad[0], valid)} "
+                                f"(valid options: {', '.join(sorted(valid))})")
         return entry
 
     def create(self, name: str, **options: Any) -> Any:

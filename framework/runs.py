@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from framework.config import RunConfig
+from framework.config import RunConfig, check_run_config
 from framework.loop import OptimizationResult, RunProgress, optimize
 from framework.pareto import hypervolume
 from framework.problem import HELDOUT, SEARCH, Problem
 from framework.registry import PROBLEMS, STRATEGIES
-from framework.store import EvaluationStore
+from framework.store import EvaluationStore, is_store_file, run_fingerprints
 from framework.verdict import (
     VALIDATION,
     change,
@@ -50,7 +50,8 @@ from framework.verdict import (
 )
 
 __all__ = ["start_run", "resume_run", "finish_run", "choose_mask", "verify_choice", "Choice", "result_to_json",
-           "evaluate_on_split", "split_hypervolume", "RUN_FILE"]
+           "evaluate_on_split", "split_hypervolume", "RUN_FILE", "read_run_config", "finished_run",
+           "check_prunable", "check_same_problem", "setting_differences"]
 
 RUN_FILE = "run.json"
 
@@ -62,46 +63,170 @@ def _default_out(cfg: RunConfig) -> str:
 
 def start_run(cfg: RunConfig, *, progress: bool | None = None,
               callbacks: Sequence[Callable[[RunProgress], None]] = (), log: Callable[[str], None] = print) -> Path:
-    """Create the run directory, run the search, then :func:`finish_run`.  Returns the directory."""
+    """Create the run directory, run the search, then :func:`finish_run`.  Returns the directory.
+
+    Everything is checked before anything is written: the settings, names and option types
+    (:func:`~framework.config.check_run_config`, before the problem is built, so before a model
+    loads), then the problem itself is built (a model that cannot be loaded or masked, data that
+    cannot be read fail here) and must leave at least one head to prune.  ``progress``: the
+    progress bar (``None``: when stderr is a terminal)."""
+    check_run_config(cfg)
     cfg.out = cfg.out or _default_out(cfg)
     out = Path(cfg.out)
     if (out / RUN_FILE).exists():
-        raise FileExistsError(f"{out} already holds a run; use `headrepair resume {out}` or another --out")
-    # validate names and options before writing anything (and before the model loads)
-    PROBLEMS.check_options(cfg.problem, cfg.problem_options)
+        raise FileExistsError(f"{out} already holds a run; continue it with `headrepair resume {out}`, "
+                              "or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {str(out)!r} is a file; expected a directory for the run")
+    if cfg.store is not None:
+        _check_store_path(cfg.store)
     STRATEGIES.create(cfg.strategy, **cfg.strategy_options)  # cheap: checks its options and its components'
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.run_id = cfg.run_id or uuid.uuid4().hex[:12]
-    cfg.store = cfg.store or str(out / "evaluations.sqlite")
-    (out / RUN_FILE).write_text(json.dumps(cfg.to_json(), indent=2))
-    return _execute(cfg, out, progress=progress, callbacks=callbacks, log=log)
+    problem = PROBLEMS.create(cfg.problem, **cfg.problem_options)  # a model loads here
+    try:
+        check_prunable(problem, cfg.problem)
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.run_id = cfg.run_id or uuid.uuid4().hex[:12]
+        cfg.store = cfg.store or str(out / "evaluations.sqlite")
+        (out / RUN_FILE).write_text(json.dumps(cfg.to_json(), indent=2))
+        return _execute(cfg, out, problem, progress=progress, callbacks=callbacks, log=log)
+    finally:
+        problem.close()
+
+
+def _check_store_path(path: str) -> None:
+    p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(f"--store {path!r} is a directory; expected an SQLite file (new or existing)")
+    if p.is_file() and not is_store_file(p):
+        raise ValueError(f"--store {path!r} is not an SQLite evaluation store")
+
+
+def check_prunable(problem: Problem, name: str | None = None) -> None:
+    """Raise ``ValueError`` when ``problem``'s space lets no head be pruned (every head protected,
+    or a pruned fraction that rounds to no head): such a run could only evaluate the unpruned model."""
+    space = problem.space
+    if space.max_pruned >= 1:
+        return
+    label = f"problem {name or problem.name!r}"
+    if len(space.protected) >= space.dim:
+        why = f"all {space.dim} heads are protected"
+    else:
+        why = (f"max_pruned_fraction={space.max_pruned_fraction:g} of {space.dim} heads rounds down to 0 "
+               f"({len(space.protected)} protected)")
+    raise ValueError(f"{label} leaves no head to prune: {why}; protect fewer heads or raise max_pruned_fraction")
+
+
+def read_run_config(run_dir: str | Path) -> RunConfig:
+    """The settings of the run directory ``run_dir`` (its ``run.json``); errors name what is wrong."""
+    out = Path(run_dir)
+    expected = "expected a run directory written by `headrepair run`"
+    if not out.exists():
+        raise FileNotFoundError(f"{out} does not exist; {expected}")
+    if not (out / RUN_FILE).is_file():
+        raise FileNotFoundError(f"{out} is not a run directory (no {RUN_FILE}); {expected}")
+    try:
+        data = json.loads((out / RUN_FILE).read_text())
+    except ValueError as exc:
+        raise ValueError(f"{out / RUN_FILE} is not valid JSON ({exc}); the run directory is damaged") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{out / RUN_FILE} holds {type(data).__name__}, not the run's settings")
+    return RunConfig.from_json(data)
+
+
+def finished_run(run_dir: str | Path) -> str | None:
+    """A sentence saying that ``run_dir`` is a finished run (its budget spent, or its strategy
+    stalled, and its report written), or ``None`` when it is not finished."""
+    out = Path(run_dir)
+    result, report = out / "result.json", out / "report.md"
+    if not (result.is_file() and report.is_file()):
+        return None
+    try:
+        saved = json.loads(result.read_text())
+        cfg = read_run_config(out)
+    except (ValueError, OSError):
+        return None
+    spent = int(saved.get("budget_spent", saved.get("n_evaluations", 0)))
+    stop = saved.get("stop_reason", "budget")
+    if spent < cfg.budget and stop == "budget":
+        return None
+    how = f"{spent} of {cfg.budget} budget units spent" + ("" if stop == "budget" else f", stopped: {stop}")
+    return f"{out} is a finished run ({how}); nothing to resume (report: {report})"
 
 
 def resume_run(run_dir: str | Path, *, progress: bool | None = None,
                callbacks: Sequence[Callable[[RunProgress], None]] = (), log: Callable[[str], None] = print) -> Path:
     """Continue an interrupted run to its budget: the strategy is replayed with the same seed
-    and answered from the store (no evaluation is paid twice), then continues."""
+    and answered from the store (no evaluation is paid twice), then continues.
+
+    A finished run (:func:`finished_run`) is left as it is (logged).  A run whose problem no longer
+    has the fingerprint of its stored evaluations (the model, data or metric settings changed) is
+    refused, naming the settings that differ."""
     out = Path(run_dir)
-    if not (out / RUN_FILE).is_file():
-        raise FileNotFoundError(f"{out} is not a run directory (no {RUN_FILE})")
-    cfg = RunConfig.from_json(json.loads((out / RUN_FILE).read_text()))
-    return _execute(cfg, out, progress=progress, callbacks=callbacks, log=log)
-
-
-def _execute(cfg: RunConfig, out: Path, *, progress, callbacks, log) -> Path:
+    cfg = read_run_config(out)
+    note = finished_run(out)
+    if note is not None:
+        log(note)
+        return out
     problem = PROBLEMS.create(cfg.problem, **cfg.problem_options)
     try:
-        strategy = STRATEGIES.create(cfg.strategy, **cfg.strategy_options)
-        with EvaluationStore(cfg.store) as store:
-            done = len(store.trials(cfg.run_id)) + len(store.sensitivity_trials(cfg.run_id or ""))
-            if done:
-                log(f"resuming run {cfg.run_id}: {done} budget units already paid, replaying the strategy")
-            result = optimize(problem, strategy, cfg.budget, batch_size=cfg.batch_size, seed=cfg.seed, store=store,
-                              callbacks=callbacks, run_id=cfg.run_id, progress=progress, strategy_name=cfg.strategy)
-            write_result(out, result, cfg, strategy_diagnostics=_diagnostics(strategy))
-            finish_run(out, problem, result, cfg, store, log=log)
+        check_same_problem(out, cfg, problem)
+        return _execute(cfg, out, problem, progress=progress, callbacks=callbacks, log=log)
     finally:
         problem.close()
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def _short(value: Any, width: int = 40) -> str:
+    text = "(absent)" if value is _ABSENT else json.dumps(value, default=str)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+_ABSENT = object()
+
+
+def setting_differences(old: dict, new: dict) -> list[str]:
+    """``["key: old -> new", ...]`` for every (dotted) setting that differs between two descriptions."""
+    a, b = _flat(old), _flat(json.loads(json.dumps(new, sort_keys=True, default=str)))
+    return [f"{k}: {_short(a.get(k, _ABSENT))} -> {_short(b.get(k, _ABSENT))}"
+            for k in sorted(set(a) | set(b)) if a.get(k, _ABSENT) != b.get(k, _ABSENT)]
+
+
+def check_same_problem(out: Path, cfg: RunConfig, problem: Problem) -> None:
+    """Refuse (``ValueError``) to continue a run whose stored evaluations were made on a problem
+    with another fingerprint than ``problem``'s (reads the store, changes nothing)."""
+    if not cfg.store or not Path(cfg.store).is_file():
+        return
+    stored = run_fingerprints(cfg.store, cfg.run_id or "")
+    fp = problem.fingerprint(SEARCH)
+    other = {k: v for k, v in stored.items() if k != fp}
+    if not other:
+        return
+    diffs = setting_differences(next(iter(other.values())) or {}, problem.describe())
+    what = "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "") if diffs else \
+        "the head space or the objectives differ"
+    raise ValueError(f"refusing to resume {out}: the problem's settings changed since the run began ({what}), "
+                     "so its stored evaluations do not match them; restore the settings, or start a new run "
+                     "with `headrepair run`")
+
+
+def _execute(cfg: RunConfig, out: Path, problem: Problem, *, progress, callbacks, log) -> Path:
+    strategy = STRATEGIES.create(cfg.strategy, **cfg.strategy_options)
+    with EvaluationStore(cfg.store) as store:
+        done = len(store.trials(cfg.run_id)) + len(store.sensitivity_trials(cfg.run_id or ""))
+        if done:
+            log(f"resuming run {cfg.run_id}: {done} budget units already paid, replaying the strategy")
+        result = optimize(problem, strategy, cfg.budget, batch_size=cfg.batch_size, seed=cfg.seed, store=store,
+                          callbacks=callbacks, run_id=cfg.run_id, progress=progress, strategy_name=cfg.strategy)
+        write_result(out, result, cfg, strategy_diagnostics=_diagnostics(strategy))
+        finish_run(out, problem, result, cfg, store, log=log)
     return out
 
 

@@ -14,7 +14,7 @@ from functools import cached_property
 import networkx as nx
 import numpy as np
 
-__all__ = ["HeadSpace", "as_masks", "read_mask_file"]
+__all__ = ["HeadSpace", "as_masks", "read_mask_file", "check_mask_file"]
 
 
 def as_masks(masks: np.ndarray, dim: int) -> np.ndarray:
@@ -195,6 +195,41 @@ class HeadSpace:
                 "protected": sorted(self.protected), "structured": self.structured}
 
 
+def _mask_data(path, expected: str) -> tuple[list, list | None, list, dict]:
+    """``(data, rows or None, flat values, {"layers"/"heads" given in the file})`` of a mask file, or
+    an error naming the file and ``expected``: checks that need no head space."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"mask file {str(path)!r} does not exist; expected a JSON file with {expected}")
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"mask file {str(path)!r} is not valid JSON ({exc}); expected {expected}") from None
+    meta: dict = {}
+    if isinstance(data, dict):
+        if "mask" not in data:
+            raise ValueError(f"mask file {str(path)!r} holds an object without a 'mask' key; expected {expected}")
+        meta = {k: data[k] for k in ("layers", "heads") if k in data}
+        data = data["mask"]
+    if not isinstance(data, list):
+        raise ValueError(f"mask file {str(path)!r} holds {type(data).__name__}; expected {expected}")
+    rows = data if data and all(isinstance(r, list) for r in data) else None
+    values = [v for r in rows for v in r] if rows is not None else data
+    bad = [v for v in values if isinstance(v, list | dict | str) or v not in (0, 1)]
+    if bad:
+        raise ValueError(f"mask file {str(path)!r} holds values other than 0/1 (e.g. {bad[0]!r}); expected {expected}")
+    return data, rows, values, meta
+
+
+def check_mask_file(path) -> None:
+    """The checks of :func:`read_mask_file` that need no head space (the file exists, is JSON, holds
+    0/1 values): run them before a model loads."""
+    _mask_data(path, "a list of 0/1 values (flat and layer-major, or one list per layer)")
+
+
 def read_mask_file(path, space: HeadSpace) -> np.ndarray:
     """Read a mask JSON file into ``bool[L*H]`` (layer-major, ``True`` = keep).
 
@@ -203,35 +238,16 @@ def read_mask_file(path, space: HeadSpace) -> np.ndarray:
     whose ``layers``/``heads`` must then match).  Anything else raises ``ValueError`` naming
     what was expected.
     """
-    import json
-    from pathlib import Path
-
-    path = Path(path)
     n_layers, n_heads = space.n_layers, space.n_heads
     expected = f"a flat list of {space.dim} 0/1 values or {n_layers} lists of {n_heads} 0/1 values"
-    if not path.is_file():
-        raise FileNotFoundError(f"mask file {str(path)!r} does not exist; expected a JSON file with {expected}")
-    try:
-        data = json.loads(path.read_text())
-    except ValueError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}); expected {expected}") from exc
-    if isinstance(data, dict):
-        if "mask" not in data:
-            raise ValueError(f"{path} holds an object without a 'mask' key; expected {expected}")
-        for key, want in (("layers", n_layers), ("heads", n_heads)):
-            if key in data and data[key] != want:
-                raise ValueError(f"{path} is for {key}={data[key]}, expected {key}={want}")
-        data = data["mask"]
-    if not isinstance(data, list):
-        raise ValueError(f"{path} holds {type(data).__name__}; expected {expected}")
-    rows = data if data and all(isinstance(r, list) for r in data) else None
+    _, rows, values, meta = _mask_data(path, expected)
+    name = repr(str(path))
+    for key, want in (("layers", n_layers), ("heads", n_heads)):
+        if key in meta and meta[key] != want:
+            raise ValueError(f"mask file {name} is for {key}={meta[key]}, expected {key}={want}")
     if rows is not None and (len(rows) != n_layers or any(len(r) != n_heads for r in rows)):
-        raise ValueError(f"{path} holds {len(rows)} lists of lengths {sorted({len(r) for r in rows})}; "
+        raise ValueError(f"mask file {name} holds {len(rows)} lists of lengths {sorted({len(r) for r in rows})}; "
                          f"expected {expected}")
-    values = [v for r in rows for v in r] if rows is not None else data
     if len(values) != space.dim:
-        raise ValueError(f"{path} holds {len(values)} values; expected {expected}")
-    bad = [v for v in values if isinstance(v, list) or v not in (0, 1)]
-    if bad:
-        raise ValueError(f"{path} holds values other than 0/1 (e.g. {bad[0]!r}); expected {expected}")
+        raise ValueError(f"mask file {name} holds {len(values)} values; expected {expected}")
     return np.array(values, dtype=int).astype(bool)

@@ -23,7 +23,7 @@ import numpy as np
 from framework.history import pack_mask, unpack_mask
 from framework.space import as_masks
 
-__all__ = ["EvaluationStore", "StoredEvaluation"]
+__all__ = ["EvaluationStore", "StoredEvaluation", "run_fingerprints", "is_store_file"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS problems (
@@ -225,3 +225,33 @@ class EvaluationStore:
     def sensitivity_trials(self, run_id: str) -> list[tuple[int, np.ndarray, bool]]:
         """``(spent, mask, cache_hit)`` of a run's sensitivity calls, in order."""
         return self._history("sensitivity_trials", "spent", "sensitivities", run_id)
+
+
+def is_store_file(path: str | Path) -> bool:
+    """Whether ``path`` is an SQLite file (an evaluation store, or a file one can be written into:
+    an empty file counts)."""
+    p = Path(path)
+    with open(p, "rb") as fh:
+        head = fh.read(16)
+    return not head or head == b"SQLite format 3\x00"
+
+
+def run_fingerprints(path: str | Path, run_id: str) -> dict[str, dict | None]:
+    """Problem fingerprints of the evaluations and sensitivity calls a run received, each with the
+    settings registered for it (``None`` if none were): read only, nothing in the store changes."""
+    db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=60.0)
+    try:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        fps: list[str] = []
+        for table in ("trials", "sensitivity_trials"):
+            if table in tables:
+                fps += [r[0] for r in db.execute(f"SELECT DISTINCT fingerprint FROM {table} WHERE run_id=?",
+                                                 (run_id,))]
+        out: dict[str, dict | None] = {}
+        for fp in dict.fromkeys(fps):
+            row = (db.execute("SELECT description FROM problems WHERE fingerprint=?", (fp,)).fetchone()
+                   if "problems" in tables else None)
+            out[fp] = json.loads(row[0]) if row else None
+        return out
+    finally:
+        db.close()

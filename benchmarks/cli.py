@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -11,8 +10,10 @@ __all__ = ["register"]
 
 
 def register(sub) -> callable:
+    from framework.cli import DefaultsFormatter
+
     p = sub.add_parser("bench", help="run a benchmark suite comparing strategies (resumable)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       formatter_class=DefaultsFormatter,
                        description="Run every strategy of a suite on its problems with the same budgets, seeds and "
                                    "reference points; write results.csv, report.md and plots into --out. Finished "
                                    "cells are not rerun. `headrepair report DIR` regenerates the report.")
@@ -26,7 +27,7 @@ def register(sub) -> callable:
     p.add_argument("--strategies", help="comma-separated strategy names: run only these")
     p.add_argument("--budgets", help="comma-separated budgets: run only these")
     p.add_argument("--data", help="directory of reference data (HolisticBias, FASP head scores) that suites name "
-                                  "as ${HEADREPAIR_DATA}; default: $HEADREPAIR_DATA")
+                                  "as ${HEADREPAIR_DATA} (default: $HEADREPAIR_DATA)")
     return _handle
 
 

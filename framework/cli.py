@@ -16,7 +16,7 @@ from framework.registry import ACQUISITIONS, PROBLEMS, STRATEGIES, SURROGATES
 from framework.space import check_mask_file, read_mask_file
 from framework.validate import one_line
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "DefaultsFormatter"]
 
 _EPILOG = """\
 examples:
@@ -42,6 +42,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see `{self.prog} --help`)\n")
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to an option's help unless the help already states its default or
+    the default is empty (``None``, ``False``, ``[]``): every default is stated once, and truly
+    (a flag whose value comes from the run configuration says so in its own help)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        d = action.default
+        if ("default" in text or not action.option_strings or d is None or d is False or d is argparse.SUPPRESS
+                or (isinstance(d, list) and not d)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="headrepair", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
@@ -50,46 +64,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show the traceback of an error (also after a command)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    sub.add_parser("list", help="registered problems, strategies, surrogates and acquisitions, with summaries")
+    sub.add_parser("list", help="registered problems, strategies, surrogates and acquisitions, with summaries",
+                   formatter_class=DefaultsFormatter)
 
     r = sub.add_parser("run", help="search masks on a problem and write a run directory",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       formatter_class=DefaultsFormatter,
                        description="Search masks with a strategy, within a budget of real evaluations; write every "
                                    "evaluation, the front, plots, the chosen mask verified on validation and held-out "
                                    "data with a verdict (repaired only when the held-out bias falls by more than 2 "
                                    "paired standard errors), the exported model (only when a mask qualified) and "
                                    "report.md into the run directory. Every option can also come from --config; flags "
-                                   "override the file. Everything is checked before anything is written: a bad "
-                                   "option, model or data file ends with one line naming it (exit status 2).")
-    r.add_argument("--problem", help=f"registered problem (default {DEFAULTS.problem})")
-    r.add_argument("--strategy", help=f"registered strategy (default {DEFAULTS.strategy})")
+                                   "override the file, and the defaults below apply where neither sets a value. "
+                                   "Everything is checked before anything is written: a bad option, model or data "
+                                   "file ends with one line naming it (exit status 2).")
+    r.add_argument("--problem", help=f"registered problem (default: {DEFAULTS.problem})")
+    r.add_argument("--strategy", help=f"registered strategy (default: {DEFAULTS.strategy})")
     r.add_argument("--budget", type=int, help=f"real evaluations to spend; a head-sensitivity call counts as one "
-                                              f"(default {DEFAULTS.budget})")
-    r.add_argument("--batch-size", type=int, help=f"masks per round (default {DEFAULTS.batch_size})")
-    r.add_argument("--seed", type=int, help=f"random seed of the strategy (default {DEFAULTS.seed})")
-    r.add_argument("--out", help="run directory, new or without a run in it (default "
+                                              f"(default: {DEFAULTS.budget})")
+    r.add_argument("--batch-size", type=int, help=f"masks per round (default: {DEFAULTS.batch_size})")
+    r.add_argument("--seed", type=int, help=f"random seed of the strategy (default: {DEFAULTS.seed})")
+    r.add_argument("--out", help="run directory, new or without a run in it (default: "
                                  "runs/<problem>-<strategy>-s<seed>-<time>)")
     r.add_argument("--store", help="SQLite evaluation store; share one between runs to reuse evaluations "
-                                   "(default <out>/evaluations.sqlite)")
+                                   "(default: <out>/evaluations.sqlite)")
     r.add_argument("--config", help="TOML or YAML file with the same keys as these flags, plus a [set] table")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="problem or strategy option, e.g. mode=oneshot, surrogate=gp, problem.bias_metric=likelihood; "
                         "`headrepair list --options` shows them")
-    r.add_argument("--device", help="masked-lm: cpu, cuda, cuda:1 (default cuda when present)")
-    r.add_argument("--dtype", help="masked-lm: float32, bfloat16, float16 (default bf16 on CUDA, fp32 on CPU)")
+    r.add_argument("--device", help="masked-lm: cpu, cuda, cuda:1 (default: cuda when present)")
+    r.add_argument("--dtype", help="masked-lm: float32, bfloat16, float16 (default: bf16 on CUDA, fp32 on CPU)")
     r.add_argument("--max-cost", type=float,
                    help="pick rule: a front mask qualifies only if its perplexity (the cost objective) is at most "
                         "this %% above the unpruned model on the pick, validation and held-out splits, each against "
-                        f"its own unpruned value (default {DEFAULTS.max_cost})")
+                        f"its own unpruned value (default: {DEFAULTS.max_cost})")
     r.add_argument("--pick-split", choices=["search", "validation"],
                    help="split whose bias the pick minimizes (a mask must also beat the unpruned bias there); "
                         "validation avoids the optimism of picking on search data; problems without a validation "
-                        f"split pick on search (default {DEFAULTS.pick_split})")
+                        f"split pick on search (default: {DEFAULTS.pick_split})")
     r.add_argument("--no-export", action="store_true",
                    help="do not export the chosen model (only a mask that qualified is ever exported)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
     rs = sub.add_parser("resume", help="continue an interrupted run to its budget (no evaluation paid twice)",
+                        formatter_class=DefaultsFormatter,
                         description="Continue an interrupted run: the strategy is replayed with its seed, answered "
                                     "from the store, then continues to the budget. A finished run is left as it is "
                                     "(exit status 0); a run whose problem settings changed since it began (model, "
@@ -101,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--options", action="store_true", help="also list each entry's options")
 
     ev = sub.add_parser("evaluate", help="evaluate one mask on the masked-lm problem and print JSON",
+                        formatter_class=DefaultsFormatter,
                         description="Print a JSON object of metric values of a mask (with the unpruned baseline and "
                                     "relative change) on the chosen splits; with several axes, one entry per axis.")
     ev.add_argument("--model", default="embedded:smollm2-135m", help="HF id, local directory or embedded:smollm2-135m")
@@ -117,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--dtype")
 
     ex = sub.add_parser("export", help="export a repaired model (plain transformers format)",
+                        formatter_class=DefaultsFormatter,
                         description="Either export RUN_DIR's chosen mask (or one re-picked with --max-cost/"
                                     "--pick-split, by the rule of `headrepair run`), or --model M --mask FILE. A run "
                                     "whose pick found no repair (no front mask qualified) has nothing to export.")
@@ -132,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="masked-lm problem option")
 
     rp = sub.add_parser("report", help="regenerate report.md and the plots of a run (or benchmark) directory "
-                                       "from stored results")
+                                       "from stored results", formatter_class=DefaultsFormatter)
     rp.add_argument("run_dir")
     _add_plugin_commands(sub)
     for command in sub.choices.values():  # --debug after the command too (not overriding one given before it)

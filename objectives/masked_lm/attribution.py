@@ -15,7 +15,6 @@ and split.  Evaluations and sensitivities go to an evaluation store beside the o
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -30,7 +29,9 @@ __all__ = ["register", "attribute", "compare_knockouts", "plot_heatmap"]
 
 
 def register(sub) -> Any:
-    p = sub.add_parser("attribute", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    from framework.cli import DefaultsFormatter
+
+    p = sub.add_parser("attribute", formatter_class=DefaultsFormatter,
                        help="estimate every head's effect on each objective (one backward pass)",
                        description="Head sensitivities of a mask: the first-order change of bias and perplexity "
                                    "when each head alone is flipped, from gradients in continuous head gates (one "

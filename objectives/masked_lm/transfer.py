@@ -14,7 +14,6 @@ Registered as a sub-command through the ``headrepair.commands`` entry point.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import time
@@ -32,7 +31,9 @@ DEFAULT_METRICS = ("pronoun", "swap", "likelihood", "perplexity")
 
 
 def register(sub) -> Any:
-    p = sub.add_parser("transfer", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    from framework.cli import DefaultsFormatter
+
+    p = sub.add_parser("transfer", formatter_class=DefaultsFormatter,
                        help="check whether bias changes on the search split carry over to held-out data",
                        description="Evaluate a seeded set of masks (or a run's front) on two splits with several "
                                    "metrics; report per metric and variant the Spearman correlation of the relative "

@@ -97,6 +97,44 @@ def test_help_documents_every_command(capsys):
         assert flag in text
 
 
+def _option_helps(text: str) -> dict[str, str]:
+    """``{"--budget": "--budget BUDGET real evaluations ... (default: 50)", ...}`` from a --help text."""
+    helps: dict[str, str] = {}
+    flag = None
+    for line in text.split("options:", 1)[1].splitlines():
+        if line.startswith("  -"):
+            flag = [t.rstrip(",") for t in line.split() if t.startswith("--")][0]
+            helps[flag] = line
+        elif flag and line.startswith("   "):
+            helps[flag] += " " + line.strip()
+    return {k: " ".join(v.split()) for k, v in helps.items()}
+
+
+@pytest.mark.parametrize("command", ["run", "bench", "resume", "evaluate", "export", "transfer", "attribute"])
+def test_help_states_each_default_once_and_truly(command, capsys):
+    """Flags whose value comes from the run configuration have argparse default None: their help
+    states the configuration's default, once, and never "(default: None)"."""
+    from framework.cli import _run_config, build_parser
+    from framework.config import DEFAULTS
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    helps = _option_helps(text)
+    assert "(default: None)" not in " ".join(text.split())
+    for flag, help_text in helps.items():
+        assert help_text.count("default") <= 1, (flag, help_text)
+    if command != "run":
+        return
+    assert " ".join(text.split()).count(f"(default: {DEFAULTS.budget})") == 1
+    assert helps["--budget"].endswith(f"(default: {DEFAULTS.budget})")
+    cfg = _run_config(build_parser().parse_args(["run"]))  # what a run without flags really uses
+    for flag, value in (("--problem", cfg.problem), ("--strategy", cfg.strategy), ("--budget", cfg.budget),
+                        ("--batch-size", cfg.batch_size), ("--seed", cfg.seed), ("--max-cost", cfg.max_cost),
+                        ("--pick-split", cfg.pick_split)):
+        assert f"(default: {value})" in helps[flag], (flag, helps[flag])
+
+
 def test_every_parser_built_in_one_process_has_the_plugin_commands(capsys):
     """Plug-in sub-commands (entry points ``headrepair.commands``) are added to every parser, not
     only to the first one a process builds (a second ``main`` call used to lose them)."""

@@ -16,7 +16,9 @@ def register(sub) -> callable:
                        formatter_class=DefaultsFormatter,
                        description="Run every strategy of a suite on its problems with the same budgets, seeds and "
                                    "reference points; write results.csv, report.md and plots into --out. Finished "
-                                   "cells are not rerun. `headrepair report DIR` regenerates the report.")
+                                   "cells are not rerun. `headrepair report DIR` regenerates the report. Progress: a "
+                                   "bar on a terminal; when stdout is not a terminal (a pipe, a log, CI) one line per "
+                                   "finished cell: cells done/total, elapsed and estimated remaining time.")
     p.add_argument("--suite", required=True, help="suite name (smoke, synthetic, replay, real) or TOML path")
     p.add_argument("--seeds", type=int, help="number of seeds (default: the suite's)")
     p.add_argument("--jobs", type=int, default=1, help="cells run in parallel processes")
@@ -28,12 +30,14 @@ def register(sub) -> callable:
     p.add_argument("--budgets", help="comma-separated budgets: run only these")
     p.add_argument("--data", help="directory of reference data (HolisticBias, FASP head scores) that suites name "
                                   "as ${HEADREPAIR_DATA} (default: $HEADREPAIR_DATA)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no progress lines")
     return _handle
 
 
 def _handle(args) -> int:
     from benchmarks.report import write_bench_report
     from benchmarks.runner import collect_results, load_suite, run_suite
+    from framework.cli import progress_mode
 
     if getattr(args, "command", None) == "report":
         out = Path(args.run_dir)
@@ -49,7 +53,7 @@ def _handle(args) -> int:
 
     records = run_suite(suite, args.out, seeds=args.seeds, jobs=args.jobs, threads=args.threads,
                         problems=listed(args.problems), strategies=listed(args.strategies),
-                        budgets=listed(args.budgets, int))
+                        budgets=listed(args.budgets, int), progress=progress_mode(args.quiet))
     path = write_bench_report(Path(args.out), records, suite_name=suite.name)
     print(f"results: {Path(args.out) / 'results.csv'}\nreport: {path}")
     return 0

@@ -257,10 +257,16 @@ def collect_results(out: Path) -> list[dict[str, Any]]:
 
 def run_suite(suite: Suite, out: str | Path, *, seeds: int | None = None, jobs: int = 1, threads: int | None = None,
               problems: list[str] | None = None, strategies: list[str] | None = None,
-              budgets: list[int] | None = None, log=None) -> list[dict[str, Any]]:
+              budgets: list[int] | None = None, log=None, progress: str = "auto") -> list[dict[str, Any]]:
     """Run every unfinished cell of ``suite`` (or of the chosen problems, strategies and budgets)
     into ``out``; returns all records of ``out``.  ``threads``: torch threads per cell (default:
-    the cores shared out among the jobs)."""
+    the cores shared out among the jobs).  ``progress``: ``"bar"`` (tqdm on stderr), ``"lines"``
+    (one line per finished cell through ``log``: cells done/total, elapsed, estimated remaining),
+    ``"off"``, or ``"auto"`` (the bar when stderr is a terminal, else lines)."""
+    from framework.runs import format_duration
+
+    if progress not in ("auto", "bar", "lines", "off"):
+        raise ValueError(f"progress must be 'auto', 'bar', 'lines' or 'off', got {progress!r}")
     log = log or (lambda msg: print(msg, flush=True))  # flushed: progress shows in a redirected log too
     out = Path(out)
     cells = plan_cells(suite, out, seeds=seeds, problems=problems, strategies=strategies, budgets=budgets)
@@ -271,21 +277,30 @@ def run_suite(suite: Suite, out: str | Path, *, seeds: int | None = None, jobs: 
     log(f"suite {suite.name}: {len(cells)} cells, {len(cells) - len(todo)} already done, {len(todo)} to run "
         f"with {jobs} job(s)")
     threads = threads or max(1, (os.cpu_count() or 1) // max(1, jobs))
+    if progress == "auto":
+        progress = "bar" if sys.stderr.isatty() else "lines"
     bar = None
-    if sys.stderr.isatty():
+    if progress == "bar" and sys.stderr.isatty():
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), unit="cell", desc=f"bench {suite.name}")
     t0 = time.perf_counter()
+    finished = 0
 
     def done(cell: Cell, record: dict[str, Any]) -> None:
+        nonlocal finished
         _write_cell(out, cell, record)
+        finished += 1
         if bar is not None:
             bar.update(1)
             bar.set_postfix_str(cell.key)
-        else:
-            log(f"  done {cell.key}: " + (f"not applicable ({record['skipped']})" if record.get("skipped") else
-                                          f"hv={record['hv_final']:.4f} ({record['wall_time_s']:.1f} s)"))
+        elif progress == "lines":
+            elapsed = time.perf_counter() - t0
+            remaining = elapsed / finished * (len(todo) - finished)
+            what = (f"not applicable ({record['skipped']})" if record.get("skipped") else
+                    f"hv={record['hv_final']:.4f}, {record['wall_time_s']:.1f} s")
+            log(f"bench {suite.name}: {len(cells) - len(todo) + finished}/{len(cells)} cells done, elapsed "
+                f"{format_duration(elapsed)}, remaining ~{format_duration(remaining)} (last: {cell.key}: {what})")
 
     try:
         if jobs <= 1:

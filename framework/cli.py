@@ -16,7 +16,7 @@ from framework.registry import ACQUISITIONS, PROBLEMS, STRATEGIES, SURROGATES
 from framework.space import check_mask_file, read_mask_file
 from framework.validate import one_line
 
-__all__ = ["main", "build_parser", "DefaultsFormatter"]
+__all__ = ["main", "build_parser", "DefaultsFormatter", "progress_mode"]
 
 _EPILOG = """\
 examples:
@@ -56,6 +56,15 @@ class DefaultsFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+def progress_mode(quiet: bool) -> str:
+    """How ``run``/``bench`` show progress: ``"off"`` with ``--quiet``; ``"lines"`` (one plain line per
+    batch or cell on stdout) when stdout is not a terminal (a pipe, a log file, CI, a cluster job);
+    else ``"bar"`` (the tqdm bar on stderr, when stderr is a terminal)."""
+    if quiet:
+        return "off"
+    return "bar" if sys.stdout.isatty() else "lines"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="headrepair", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
@@ -75,8 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "paired standard errors), the exported model (only when a mask qualified) and "
                                    "report.md into the run directory. Every option can also come from --config; flags "
                                    "override the file, and the defaults below apply where neither sets a value. "
-                                   "Everything is checked before anything is written: a bad option, model or data "
-                                   "file ends with one line naming it (exit status 2).")
+                                   "Progress: a bar on a terminal; when stdout is not a terminal (a pipe, a log, "
+                                   "CI) one line per batch: evaluations/budget, best value of each "
+                                   "objective, hypervolume, elapsed and estimated remaining time. Everything is "
+                                   "checked before anything is written: a bad option, model or data file ends with "
+                                   "one line naming it (exit status 2).")
     r.add_argument("--problem", help=f"registered problem (default: {DEFAULTS.problem})")
     r.add_argument("--strategy", help=f"registered strategy (default: {DEFAULTS.strategy})")
     r.add_argument("--budget", type=int, help=f"real evaluations to spend; a head-sensitivity call counts as one "
@@ -103,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"split pick on search (default: {DEFAULTS.pick_split})")
     r.add_argument("--no-export", action="store_true",
                    help="do not export the chosen model (only a mask that qualified is ever exported)")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--quiet", action="store_true", help="no progress bar and no progress lines")
 
     rs = sub.add_parser("resume", help="continue an interrupted run to its budget (no evaluation paid twice)",
                         formatter_class=DefaultsFormatter,
@@ -112,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(exit status 0); a run whose problem settings changed since it began (model, "
                                     "data, metric settings) is refused, naming the settings that differ.")
     rs.add_argument("run_dir")
-    rs.add_argument("--quiet", action="store_true", help="no progress bar")
+    rs.add_argument("--quiet", action="store_true", help="no progress bar and no progress lines")
 
     lst = sub.choices["list"]
     lst.add_argument("--options", action="store_true", help="also list each entry's options")
@@ -340,7 +352,8 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from framework.runs import start_run
 
         cfg = _run_config(args)
-        out = start_run(cfg, progress=False if args.quiet else None)
+        mode = progress_mode(args.quiet)
+        out = start_run(cfg, progress=None if mode == "bar" else False, progress_lines=mode == "lines")
         print(f"run directory: {out}")
         return 0
     if args.command == "resume":
@@ -351,7 +364,8 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if note is not None:  # a no-op that says so
             print(f"headrepair resume: {note}", file=sys.stderr)
         else:
-            resume_run(args.run_dir, progress=False if args.quiet else None)
+            mode = progress_mode(args.quiet)
+            resume_run(args.run_dir, progress=None if mode == "bar" else False, progress_lines=mode == "lines")
         print(f"run directory: {args.run_dir}")
         return 0
     if args.command == "evaluate":

@@ -105,6 +105,11 @@ class ModelBasedStrategy(Strategy):
         """The parts of the next round, for the told data ``state``."""
         raise NotImplementedError
 
+    @property
+    def fill_max_ratio(self) -> float:
+        """Largest pruning ratio of random fill masks (default: ``initial_max_ratio``)."""
+        return self.initial_max_ratio
+
     # ------------------------------------------------------------- setup
     def _setup(self) -> None:
         self._gen = torch.Generator().manual_seed(int(self.rng.integers(2**31)))
@@ -258,7 +263,7 @@ class ModelBasedStrategy(Strategy):
             bases = self.history.masks
         return fill_new(self.problem.space, n, self.rng, excluded, bases=bases,
                         perturb=lambda x: self._moves.propose(torch.as_tensor(x), self._gen)[0].numpy(),
-                        initial_max_ratio=self.initial_max_ratio)
+                        initial_max_ratio=self.fill_max_ratio)
 
     # ------------------------------------------------------------- quality
     def _recent_tau(self) -> float:

@@ -119,6 +119,7 @@ def write_bench_report(out: Path, records: list[dict[str, Any]], *, suite_name: 
                     f" {_f(median_iqr(_cost(rows))[0], 2)} |")
             lines.append(row)
         lines.append("")
+    lines += _stand_in_accuracy(out)
     lines += _summary(groups)
     keys = sorted({k for s in scores.values() for k in s})
     complete = {s: [v[k] for k in keys] for s, v in scores.items() if all(k in v for k in keys)}
@@ -149,6 +150,28 @@ def write_bench_report(out: Path, records: list[dict[str, Any]], *, suite_name: 
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _stand_in_accuracy(out: Path) -> list[str]:
+    """Tables of ``problems/<label>.json`` (written by the runner for stand-in problems such as
+    ``replay``): where the stand-in answers like the real model and where it does not."""
+    import json
+
+    lines: list[str] = []
+    for path in sorted((out / "problems").glob("*.json")) if (out / "problems").is_dir() else []:
+        data = json.loads(path.read_text())
+        rows = data.get("stand_in_accuracy") or []
+        if not rows:
+            continue
+        lines += [f"## Stand-in accuracy: {data.get('label', path.stem)}", "",
+                  "Out-of-fold accuracy of the stand-in on recorded real evaluations it was not fitted on, by region "
+                  "of the recorded masks: R^2 (perplexity on the log scale) and Spearman rho. Hypervolumes on this "
+                  "problem are only as good as the stand-in in the regions the strategies search.", "",
+                  "| split | objective | region | n | R^2 | Spearman |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['split']} | {r['objective']} | {r['region']} | {r['n']} | {_f(r['r2'], 2)} | "
+                  f"{_f(r['spearman'], 2)} |" for r in rows]
+        lines.append("")
+    return lines
 
 
 def _per_budget(scores: dict[str, dict[tuple[str, int], float]]) -> list[str]:

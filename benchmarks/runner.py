@@ -244,6 +244,28 @@ def _write_cell(out: Path, cell: Cell, record: dict[str, Any]) -> None:
     tmp.replace(path)  # atomic: a killed suite never leaves a half-written cell
 
 
+def _record_stand_in_accuracy(out: Path, problems, log) -> None:
+    """``problems/<label>.json``: the stand-in accuracy of every problem that reports one (once per
+    benchmark directory; only problem classes that override the hook are built for it)."""
+    from framework.problem import Problem
+    from framework.registry import PROBLEMS
+
+    for spec in problems:
+        path = out / "problems" / f"{spec.label}.json"
+        cls = PROBLEMS.get(spec.name).factory
+        if path.exists() or getattr(cls, "stand_in_accuracy", None) is Problem.stand_in_accuracy:
+            continue
+        problem = PROBLEMS.create(spec.name, **spec.options)
+        try:
+            rows = problem.stand_in_accuracy()
+        finally:
+            problem.close()
+        if rows is not None:
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(json.dumps({"label": spec.label, "stand_in_accuracy": rows}, indent=1, default=float))
+            log(f"{spec.label}: stand-in accuracy recorded ({len(rows)} rows)")
+
+
 def collect_results(out: Path) -> list[dict[str, Any]]:
     """All finished cell records of a benchmark directory; rewrites ``results.csv``."""
     records = [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))]
@@ -273,6 +295,7 @@ def run_suite(suite: Suite, out: str | Path, *, seeds: int | None = None, jobs: 
     (out / "cells").mkdir(parents=True, exist_ok=True)
     (out / "stores").mkdir(exist_ok=True)
     (out / "suite.json").write_text(json.dumps(asdict(suite), indent=2))
+    _record_stand_in_accuracy(out, {c.problem.label: c.problem for c in cells}.values(), log)
     todo = [c for c in cells if not (out / "cells" / f"{c.key}.json").exists()]
     log(f"suite {suite.name}: {len(cells)} cells, {len(cells) - len(todo)} already done, {len(todo)} to run "
         f"with {jobs} job(s)")

@@ -254,5 +254,11 @@ class Problem(ABC):
         """Write the repaired artefact of ``mask`` (e.g. a pruned model) to ``out_dir``."""
         raise NotImplementedError(f"problem {self.name!r} has nothing to export")
 
+    def stand_in_accuracy(self) -> list[dict] | None:
+        """For a problem that stands in for a real one (``replay``): how well it answers, as rows
+        ``{split, objective, region, r2, spearman, n}`` measured on real evaluations it was not
+        fitted on; benchmark reports print them.  ``None`` (default): not a stand-in."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (models, files).  Default: nothing to release."""

@@ -180,6 +180,7 @@ class GPSurrogate(Surrogate):
             self._L_inv = L_inv
             self._train_x = train_x
             self._const = const.squeeze(-1)
+            self._outputscale = kernel.outputscale.reshape(m)
             self._noise = noise.squeeze(-1)
             tf = model.outcome_transform
             self._y_mean = tf.means.reshape(m)
@@ -236,8 +237,8 @@ class GPSurrogate(Surrogate):
                 k_cross = self.model.covar_module(x, self._train_x).to_dense().reshape(m, x.shape[0], -1)  # [m, k, n]
                 mean = self._const[:, None] + (k_cross @ self._alpha.unsqueeze(-1)).squeeze(-1)  # [m, k]
                 explained = (k_cross @ self._L_inv.transpose(-1, -2)).pow(2).sum(-1)  # [m, k]
-                prior = self.model.covar_module(x, diag=True).reshape(m, x.shape[0])  # k(x, x): [m, k]
-                var = (prior - explained).clamp_min(0)
+                # k(x, x) is the outputscale for every kernel here (each kernel is 1 on the diagonal)
+                var = (self._outputscale[:, None] - explained).clamp_min(0)
                 if self.include_noise:
                     var = var + self._noise[:, None]
                 means.append(mean * self._y_std[:, None] + self._y_mean[:, None])

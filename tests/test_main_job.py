@@ -24,8 +24,7 @@ def test_main_job_end_to_end(tmp_path):
     out = tmp_path / "run"
     cfg = RunConfig(budget=12, batch_size=4, seed=0, out=str(out), max_cost=100.0,
                     problem_options=TINY,
-                    strategy_options={"n_chains": 8, "n_steps": 60, "surrogate_options": {"n_members": 2,
-                                                                                          "max_epochs": 50}})
+                    strategy_options={"n_chains": 8, "n_steps": 60, "surrogate_options": {"max_iterations": 50}})
     logs: list[str] = []
     start_run(cfg, progress=False, log=logs.append)
     for name in ("run.json", "evaluations.sqlite", "result.json", "front.csv", "all.csv", "front.png", "hv.png",

@@ -243,23 +243,40 @@ def test_fasp_heads_problem():
         PROBLEMS.create("fasp-heads", path="/nonexistent.json")
 
 
-def test_replay_proposals_takes_fronts_first_and_never_repeats(tmp_path):
-    """The recorder's 'proposed' phase: masks strategies asked on a replay, fronts first, distinct."""
-    from benchmarks.replay_proposals import collect, sample
-    from framework.history import pack_mask
-
-    rng = np.random.default_rng(0)
+def _replay_recording(path, n=300, seed=0):
+    """A generated replay recording (4 layers x 6 heads, additive effects) at ``path``."""
+    rng = np.random.default_rng(seed)
     d = 24
-    masks = np.ones((300, d), dtype=bool)
-    for i in range(300):
+    masks = np.ones((n, d), dtype=bool)
+    for i in range(n):
         masks[i, rng.choice(d, size=int(rng.integers(1, 6)), replace=False)] = False
     pruned = (~masks).astype(float)
     w = rng.normal(0, 0.05, d)
     search = np.stack([0.5 + pruned @ w, 20 * np.exp(pruned @ np.abs(w))], axis=1)
     meta = {"n_layers": 4, "n_heads": 6, "n_kv_heads": 2, "objective_names": ["bias", "perplexity"], "sha256": "t"}
-    path = tmp_path / "rec.npz"
     np.savez_compressed(path, masks_packed=np.packbits(masks, axis=1), search=search, heldout=search,
                         baseline=np.array([[0.5, 20.0], [0.5, 20.0]]), meta=np.array(json.dumps(meta)))
+    return path
+
+
+def test_a_stand_in_problem_reports_its_accuracy_by_region(tmp_path):
+    rec = _replay_recording(tmp_path / "rec.npz")
+    suite = Suite(name="t", budgets=[10], batch_size=5, seeds=1, strategies=["random"],
+                  problems=[ProblemSpec("rp", "replay", {"recording": str(rec), "max_pruned_fraction": 0.3}),
+                            ProblemSpec("mnk", "rho-mnk", {"n_bits": 10, "k": 1, "seed": 0})])
+    records = run_suite(suite, tmp_path / "b", log=lambda s: None, progress="off")
+    assert sorted(p.name for p in (tmp_path / "b" / "problems").iterdir()) == ["rp.json"]   # replay only
+    text = write_bench_report(tmp_path / "b", records, suite_name="t").read_text()
+    section = text.split("## Stand-in accuracy: rp")[1].split("\n## ")[0]
+    assert "| search | perplexity | all | 300 |" in section and "| heldout | bias | masks, 2-4 pruned |" in section
+
+
+def test_replay_proposals_takes_fronts_first_and_never_repeats(tmp_path):
+    """The recorder's 'proposed' phase: masks strategies asked on a replay, fronts first, distinct."""
+    from benchmarks.replay_proposals import collect, sample
+    from framework.history import pack_mask
+
+    path = _replay_recording(tmp_path / "rec.npz")
     found = collect(str(path), ["random", "nsga2"], seeds=2, budget=20, batch=5, log=lambda s: None)
     assert set(found) == {"random", "nsga2"}
     for front, rest in found.values():

@@ -70,7 +70,8 @@ def test_component_options_reach_the_component_and_are_checked_before_anything_i
     # a good one is recorded where result.json can feed it back
     out = tmp_path / "ok"
     assert main(["run", "--problem", "rho-mnk", "--strategy", "surrogate-sa", "--budget", "12", "--batch-size", "4",
-                 "--set", "n_bits=10", "--set", "strategy.surrogate.n_members=2", "--set", "n_steps=20",
+                 "--set", "n_bits=10", "--set", "surrogate=mlp", "--set", "strategy.surrogate.n_members=2",
+                 "--set", "n_steps=20",
                  "--set", "strategy.surrogate.max_epochs=20", "--out", str(out), "--quiet"]) == 0
     opts = json.loads((out / "result.json").read_text())["strategy_options"]
     assert opts["surrogate_options"] == {"n_members": 2, "max_epochs": 20} and opts["n_steps"] == 20

@@ -109,7 +109,7 @@ def test_beats_random_with_noisy_sensitivities(name, options):
 def test_surrogate_sa_aims_its_design_at_the_heads_ranked_best():
     weights = _weights(40, seed=1)
     problem = ExactLinear(weights, HeadSpace.binary(40, max_pruned_fraction=0.25))
-    opts = {"n_chains": 4, "n_steps": 20, "surrogate_options": {"n_members": 2, "hidden": (16,), "max_epochs": 20},
+    opts = {"n_chains": 4, "n_steps": 20, "surrogate_options": {"max_iterations": 30},
             "initial_fraction": 1.0, "knockout_fraction": 0.5}
     aimed = optimize(problem, STRATEGIES.create("surrogate-sa", **opts), 21, seed=0)
     blind = optimize(problem, STRATEGIES.create("surrogate-sa", sensitivities="off", **opts), 21, seed=0)

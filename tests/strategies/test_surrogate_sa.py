@@ -15,8 +15,12 @@ from framework.strategy import ProblemInfo
 from strategies.surrogate_sa import SurrogateSA, SurrogateSAOneshot
 
 # small surrogate and annealing settings: the tests check behaviour, not the real job's sizes
-FAST = {"surrogate_options": {"n_members": 3, "hidden": (32,), "max_epochs": 80, "patience": 10},
+# the MLP-ensemble composition (the default before the primary-strategy benchmark, and the
+# one-shot mode's surrogate), small; and the default composition (GP + EHVI), small
+FAST = {"surrogate": "mlp", "acquisition": "scalarized",
+        "surrogate_options": {"n_members": 3, "hidden": (32,), "max_epochs": 80, "patience": 10},
         "n_chains": 12, "n_steps": 120}
+FAST_DEFAULT = {"surrogate_options": {"max_iterations": 50}, "n_chains": 12, "n_steps": 120}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -78,7 +82,8 @@ def test_registered_with_documented_options():
     with pytest.raises(TypeError, match="mode"):
         SurrogateSAOneshot(mode="iterative")
     it = SurrogateSA()
-    assert it.mode == "iterative" and it.surrogate == "mlp" and it.schedule.n_steps == 500
+    assert it.mode == "iterative" and it.surrogate is None and it.schedule.n_steps == 500
+    assert it._surrogate == "gp" and it.acquisition == "ehvi" and strat._surrogate == "mlp"  # None: by mode
     assert it.options()["move_weights"]["kv_swap"] == 0.5
     # options round-trip: what result.json records rebuilds the same strategy
     assert STRATEGIES.create("surrogate-sa", **strat.options()).options() == strat.options()
@@ -93,7 +98,8 @@ def test_registered_with_documented_options():
 
 def test_initial_design_is_low_ratio_and_structure_aware():
     space = HeadSpace(10, 9, 3, max_pruned_fraction=0.5, protected=frozenset({4, 50}))
-    strat = setup_strategy(HeadToy(space), budget=100, initial_fraction=0.6, initial_max_ratio=0.05)
+    strat = setup_strategy(HeadToy(space), budget=100, initial_fraction=0.6, initial_max_ratio=0.05,
+                           knockout_fraction=0.4, group_fraction=0.1)
     assert strat.initial_design_size == 60
     design = strat.ask(60)
     assert design.shape == (60, 90) and space.is_valid(design).all()
@@ -107,6 +113,20 @@ def test_initial_design_is_low_ratio_and_structure_aware():
     assert len(groups) >= round(0.1 * 59)
     usage = (~design).sum(axis=0)[~space.protected_mask]
     assert usage.max() - usage.min() <= 3  # heads covered evenly (least used first)
+
+
+def test_design_left_open_is_wide_without_sensitivities_and_focused_in_oneshot_mode():
+    """Options left at None: without head sensitivities the iterative design is random masks over
+    pruned counts up to a quarter of the heads, no knock-outs; the one-shot mode keeps its focused
+    design (knock-outs and masks of at most 5% of the heads)."""
+    space = HeadSpace(10, 9, 3, max_pruned_fraction=0.5)
+    wide = setup_strategy(HeadToy(space), budget=100, initial_fraction=0.6).ask(60)
+    pruned = (~wide).sum(axis=1)
+    assert wide[0].all() and (pruned[1:] >= 1).all() and pruned.max() <= round(0.25 * 90)
+    assert pruned.max() > round(0.05 * 90) and (pruned == 1).sum() < 0.3 * 59   # no knock-out phase
+    focused = setup_strategy(HeadToy(space), budget=100, initial_fraction=0.6, mode="oneshot").ask(60)
+    pruned = (~focused).sum(axis=1)
+    assert pruned.max() <= round(0.05 * 90) and (pruned == 1).sum() >= round(0.4 * 59)
 
 
 @pytest.mark.parametrize("mode", ["iterative", "oneshot"])
@@ -172,7 +192,7 @@ def test_beats_random_search_on_median_hypervolume(problem_name):
     for seed in range(5):
         problem = HeadToy(HeadSpace(6, 4, 2), seed=10 + seed) if problem_name == "head-toy" \
             else PROBLEMS.create("rho-mnk", n_bits=24, k=2, rho=0.0, seed=seed)
-        for name, strat in (("surrogate-sa", STRATEGIES.create("surrogate-sa", **FAST, initial_max_ratio=0.3)),
+        for name, strat in (("surrogate-sa", STRATEGIES.create("surrogate-sa", **FAST_DEFAULT)),
                             ("random", STRATEGIES.create("random"))):
             hv[name].append(optimize(problem, strat, 64, batch_size=8, seed=seed).hypervolume)
     print(problem_name, {k: np.round(v, 4).tolist() for k, v in hv.items()})

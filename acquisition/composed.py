@@ -38,6 +38,7 @@ from acquisition.base import Acquisition, SearchState
 from acquisition.local_search import LocalSearch
 from acquisition.trust_regions import HammingTrustRegion, PrunedCountCap
 from framework.designs import fill_new
+from framework.faults import fault_point
 from framework.history import History, pack_mask
 from framework.pareto import hypervolume, non_dominated
 from framework.strategy import Strategy
@@ -210,6 +211,7 @@ class ModelBasedStrategy(Strategy):
         X, Yn = self.data()
         t0 = time.perf_counter()
         self._model.fit(X, Yn)
+        fault_point("fit")  # tests only: HEADREPAIR_FAULT=fit:N kills the process here (framework/faults.py)
         t1 = time.perf_counter()
         state = self.state()
         parts = self._parts(state)

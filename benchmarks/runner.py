@@ -19,7 +19,12 @@ strategy ``name`` with the options of ``[strategy_options."name@variant"]``, rep
 its own label, so one suite can compare settings of one strategy.
 
 Each (problem, budget, strategy, seed) cell is written to ``cells/<key>.json`` when it
-finishes, so an interrupted suite resumes where it stopped (finished cells are not rerun).
+finishes, so an interrupted suite resumes where it stopped (finished cells are not rerun).  A
+cell's run is named after its key, so a cell killed mid-way is replayed from the evaluations it
+had committed (its own, received again, not paid twice and not counted as cache hits; the
+record's ``n_resumed``): its record, and ``results.csv``, equal an uninterrupted suite's except
+the time columns (``wall_time_s``, ``strategy_time_s``, ``evaluation_time_s``,
+``evaluation_cost_s``).
 Every strategy of a problem shares one evaluation store (``stores/<label>.sqlite``): a mask
 evaluated for one strategy is not paid again for another, and budgets still count it.
 """
@@ -212,7 +217,7 @@ def run_cell(cell: Cell, threads: int | None = None) -> dict[str, Any]:
                 "hv_final": res.hypervolume, "hv_25": _at_fraction(curve, cell.budget, 0.25),
                 "hv_50": _at_fraction(curve, cell.budget, 0.5), "hv_100": _at_fraction(curve, cell.budget, 1.0),
                 "igd_plus": None, "hv_front_search": None, "hv_front_heldout": None,
-                "n_evaluations": res.n_evaluations, "n_cache_hits": res.n_cache_hits,
+                "n_evaluations": res.n_evaluations, "n_cache_hits": res.n_cache_hits, "n_resumed": res.n_resumed,
                 "n_sensitivity_calls": res.n_sensitivity_calls, "wall_time_s": res.wall_time,
                 "strategy_time_s": res.strategy_time, "evaluation_time_s": res.evaluation_time,
                 "evaluation_cost_s": res.evaluation_cost,

@@ -389,7 +389,8 @@ _INPUT_ERRORS = (ValueError, TypeError, LookupError, OSError)
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``headrepair`` with ``argv``; returns the exit status.  An error is one line on stderr
-    (``headrepair COMMAND: error: ...``): status 2 for bad input, 1 for an unexpected error; with
+    (``headrepair COMMAND: error: ...``): status 2 for bad input, 1 for an unexpected error or a run
+    stopped because its evaluations kept failing (:class:`~framework.loop.EvaluationsFailed`); with
     ``--debug`` the exception propagates (traceback)."""
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -410,7 +411,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             raise
+        from framework.loop import EvaluationsFailed
+
         message = one_line(exc) or type(exc).__name__
+        if isinstance(exc, EvaluationsFailed):  # not a bug: the problem cannot evaluate masks (exit status 1)
+            print(f"headrepair {args.command}: error: {message}", file=sys.stderr)
+            return 1
         if not isinstance(exc, _INPUT_ERRORS):
             print(f"headrepair {args.command}: error: {type(exc).__name__}: {message} (unexpected; rerun with "
                   "--debug for the traceback)", file=sys.stderr)

@@ -1,16 +1,27 @@
 """The optimization loop: ask, evaluate (or answer from the store), commit, tell.
 
 The loop owns the budget: it counts the distinct masks whose real evaluation a run
-receives, whether the evaluation was paid now or found in the store (a *cache hit*, paid
-by an earlier run or by this run before it was interrupted).  A mask the run already
-received is answered from the run's own history and costs nothing.  So a run never
-receives more than ``budget`` real evaluations, and a resumed run (which replays its
-strategy, served by the store) spends exactly what an uninterrupted one would.
+receives, whether the evaluation was paid now or found in the store.  A mask found in the
+store is a *cache hit* when another run paid it; one that this run paid before it was
+interrupted is *resumed* (its own evaluation: a resumed run reports the cache hits an
+uninterrupted one would).  A mask the run already received is answered from the run's own
+history and costs nothing.  So a run never receives more than ``budget`` real evaluations,
+and a resumed run (which replays its strategy, served by the store) spends exactly what an
+uninterrupted one would.
 
 Head sensitivities (:meth:`Strategy.sensitivity_request`) cost one budget unit per distinct
 mask, are stored in their own table and served from it on resume, the same way.  The budget
 counts evaluations plus sensitivity calls; ``hv_curve`` has one entry per budget unit (a
 sensitivity call repeats the hypervolume before it).
+
+Failed evaluations: a mask whose evaluation raises (a batch that raises is evaluated again
+mask by mask, so only the masks that fail are failed) or returns a non-finite value is stored
+as failed with its reason (``ValueError: ...``, ``non-finite objective: bias=nan``), counts
+against the budget, and the strategy is told NaN for it; the run goes on.  After
+``max_failures`` (default :data:`MAX_FAILURES`) failed evaluations in a row the run stops with
+:class:`EvaluationsFailed` (checked after each batch, so at most ``max_failures + batch_size
+- 1`` in a row are paid), every evaluation committed.  A stored failure is final: a resumed
+run, or another run on the same store, receives it again rather than paying for it twice.
 """
 
 from __future__ import annotations
@@ -23,18 +34,27 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from framework.faults import fault_point
 from framework.history import pack_mask
 from framework.pareto import hypervolume, hypervolume_curve, non_dominated
 from framework.problem import SEARCH, Problem
 from framework.store import EvaluationStore
 from framework.strategy import ProblemInfo, Strategy
 
-__all__ = ["optimize", "OptimizationResult", "RunProgress", "StrategyStalled", "curve_by_budget",
-           "run_hypervolume_curve"]
+__all__ = ["optimize", "OptimizationResult", "RunProgress", "StrategyStalled", "EvaluationsFailed", "MAX_FAILURES",
+           "evaluate_guarded", "curve_by_budget", "run_hypervolume_curve"]
+
+#: Failed evaluations in a row after which :func:`optimize` stops (:class:`EvaluationsFailed`).
+MAX_FAILURES = 10
 
 
 class StrategyStalled(RuntimeError):
     """The strategy kept proposing masks it had already received."""
+
+
+class EvaluationsFailed(RuntimeError):
+    """``max_failures`` evaluations in a row failed: the problem cannot evaluate masks (its message
+    is one line naming the last reason; every evaluation is committed to the store)."""
 
 
 @dataclass
@@ -43,8 +63,8 @@ class RunProgress:
 
     n_evaluations: int        # budget units spent: evaluations received plus sensitivity calls
     budget: int
-    n_computed: int
-    n_cache_hits: int
+    n_computed: int           # evaluations paid by this run (now, or before it was interrupted)
+    n_cache_hits: int         # evaluations other runs paid
     best: np.ndarray          # float[m]: best value of each objective so far
     hypervolume: float        # of the normalized front against the normalized reference point
     last_masks: np.ndarray
@@ -55,8 +75,9 @@ class RunProgress:
 class OptimizationResult:
     """Everything a run produced.
 
-    ``masks``/``values``/``cache_hit``/``status`` hold the run's real evaluations in the order
-    received; ``hv_curve[i]`` is the (normalized) hypervolume after ``i + 1`` budget units
+    ``masks``/``values``/``cache_hit`` hold the run's real evaluations in the order received
+    (``cache_hit``: paid by another run; ``n_resumed`` of them this run paid before it was
+    interrupted, ``n_failed`` failed); ``hv_curve[i]`` is the (normalized) hypervolume after ``i + 1`` budget units
     (evaluations and sensitivity calls); ``sensitivity_masks[j]`` is the mask of the run's
     ``j``-th sensitivity call, made after ``sensitivity_spent[j]`` budget units.
     """
@@ -84,6 +105,11 @@ class OptimizationResult:
     # seconds the received evaluations and sensitivity calls cost when they were paid, by this run or
     # (cache hits) by an earlier one: unlike evaluation_time, it does not depend on who paid first
     evaluation_cost: float = 0.0
+    n_resumed: int = 0
+
+    @property
+    def n_failed(self) -> int:
+        return int((~np.all(np.isfinite(self.values), axis=1)).sum()) if len(self.values) else 0
 
     @property
     def n_evaluations(self) -> int:
@@ -150,10 +176,50 @@ def run_hypervolume_curve(problem: Problem, values: np.ndarray,
                            sensitivity_spent)
 
 
+def _reason(exc: BaseException) -> str:
+    from framework.validate import one_line
+
+    return f"{type(exc).__name__}: {one_line(exc)}"[:500]
+
+
+def evaluate_guarded(problem: Problem, masks: np.ndarray,
+                     split: str) -> tuple[np.ndarray, list[dict], list[str | None], list[float]]:
+    """Evaluate ``masks`` on ``split`` without letting one mask sink the batch.
+
+    Returns ``(values float[n, m], infos, reasons, seconds)``: a batch whose evaluation raises is
+    evaluated again mask by mask; a mask whose own evaluation raises gets NaN values and the
+    exception as its reason (``"ValueError: ..."``); a non-finite value gets ``"non-finite
+    objective: NAME=nan"``; ``reasons[i]`` is ``None`` for a good evaluation.  ``seconds[i]``: the
+    mask's share of the time spent (a failed batch attempt shared among its masks)."""
+    n = len(masks)
+    t0 = time.perf_counter()
+    try:
+        values, infos = problem.evaluate_with_info(masks, split)
+        values = np.asarray(values, dtype=float)
+        reasons: list[str | None] = [None] * n
+        seconds = [(time.perf_counter() - t0) / n] * n
+    except Exception as exc:
+        wasted = (time.perf_counter() - t0) / n
+        if n == 1:
+            values, infos, reasons, seconds = np.full((1, problem.n_objectives), np.nan), [{}], [_reason(exc)], [wasted]
+        else:
+            parts = [evaluate_guarded(problem, masks[i:i + 1], split) for i in range(n)]
+            values = np.vstack([p[0] for p in parts])
+            infos = [p[1][0] for p in parts]
+            reasons = [p[2][0] for p in parts]
+            seconds = [p[3][0] + wasted for p in parts]
+    for i in range(n):
+        if reasons[i] is None and not np.all(np.isfinite(values[i])):
+            bad = ", ".join(f"{name}={v}" for name, v in zip(problem.objective_names, values[i], strict=True)
+                            if not np.isfinite(v))
+            reasons[i] = f"non-finite objective: {bad}"
+    return values, list(infos), reasons, seconds
+
+
 def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: int = 1, seed: int = 0,
              store: EvaluationStore | None = None, callbacks: Sequence[Callable[[RunProgress], None]] = (),
              run_id: str | None = None, progress: bool | None = None, strategy_name: str | None = None,
-             max_stall: int = 50) -> OptimizationResult:
+             max_stall: int = 50, max_failures: int = MAX_FAILURES) -> OptimizationResult:
     """Run ``strategy`` on ``problem`` until ``budget`` real evaluations have been received.
 
     Args:
@@ -165,11 +231,15 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
         run_id: names this run's history in the store (``headrepair resume`` passes the old one).
         progress: show a progress bar; ``None`` = only when stderr is a terminal.
         max_stall: rounds in a row with no new mask before :class:`StrategyStalled` is raised.
+        max_failures: failed evaluations in a row (in the order received) before
+            :class:`EvaluationsFailed` is raised, after the batch is committed and told.
     """
     if budget < 1:
         raise ValueError(f"budget must be >= 1, got {budget}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if max_failures < 1:
+        raise ValueError(f"max_failures must be >= 1, got {max_failures}")
     store = store if store is not None else EvaluationStore(":memory:")
     run_id = run_id or uuid.uuid4().hex[:12]
     name = strategy_name or getattr(strategy, "name", "") or type(strategy).__name__
@@ -192,6 +262,8 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
     masks: list[np.ndarray] = []
     values: list[np.ndarray] = []
     hits: list[bool] = []
+    n_resumed = 0
+    failures_in_row, last_failure = 0, ""
     sens_seen: dict[bytes, object] = {}  # packed mask -> Sensitivities received by this run
     sens_masks: list[np.ndarray] = []
     sens_spent: list[int] = []
@@ -225,9 +297,11 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
                                           f"times in a row without asking for a mask")
             else:
                 sens = store.get_sensitivities(fingerprint, req)
-                hit = sens is not None
-                if hit:
-                    evaluation_cost += store.sensitivity_wall_time(fingerprint, req) or 0.0
+                hit = False
+                if sens is not None:
+                    wall, payer = store.sensitivity_payment(fingerprint, req) or (0.0, None)
+                    evaluation_cost += wall
+                    hit = payer != run_id   # paid by this run before it was interrupted: its own
                 else:
                     t0 = time.perf_counter()
                     sens = problem.sensitivities(req, SEARCH)
@@ -277,25 +351,38 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
                 stored = store.get(fingerprint, new)
                 todo = [i for i, s in enumerate(stored) if s is None]
                 fresh: dict[int, np.ndarray] = {}
+                why: dict[int, str | None] = {}
                 if todo:
                     t0 = time.perf_counter()
-                    vals, infos = problem.evaluate_with_info(new[todo], SEARCH)
-                    dt = time.perf_counter() - t0
-                    evaluation_time += dt
-                    evaluation_cost += dt
-                    store.put(fingerprint, new[todo], vals, infos=infos, wall_times=[dt / len(todo)] * len(todo),
+                    vals, infos, reasons, secs = evaluate_guarded(problem, new[todo], SEARCH)
+                    evaluation_time += time.perf_counter() - t0
+                    evaluation_cost += sum(secs)   # what the store keeps: a later run is charged the same
+                    fault_point("evaluate")
+                    store.put(fingerprint, new[todo], vals, infos=infos, wall_times=secs, reasons=reasons,
                               strategy=name, seed=seed, run_id=run_id)
                     fresh = {i: v for i, v in zip(todo, vals, strict=True)}
+                    why = dict(zip(todo, reasons, strict=True))
                 start = len(masks)
+                hit_now = []
                 for j, row in enumerate(new_rows):
-                    v = fresh[j] if j in fresh else stored[j].objectives  # type: ignore[union-attr]
-                    if j not in fresh:
-                        evaluation_cost += stored[j].wall_time  # type: ignore[union-attr]
+                    got = stored[j]
+                    if got is None:
+                        v, hit = fresh[j], False
+                    else:
+                        v, hit, why[j] = got.objectives, got.run_id != run_id, got.reason
+                        evaluation_cost += got.wall_time
+                        n_resumed += not hit
                     seen[keys[row]] = len(masks)
                     masks.append(asked[row].copy())
                     values.append(np.asarray(v, dtype=float))
-                    hits.append(j not in fresh)
-                store.add_trials(run_id, start, fingerprint, new, [j not in fresh for j in range(len(new))])
+                    hits.append(hit)
+                    hit_now.append(hit)
+                    if np.all(np.isfinite(values[-1])):
+                        failures_in_row = 0
+                    else:
+                        failures_in_row += 1
+                        last_failure = why.get(j) or "non-finite objective"
+                store.add_trials(run_id, start, fingerprint, new, hit_now)
             else:
                 stalls += 1
                 if stalls >= max_stall:
@@ -318,6 +405,12 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
                                                                                   strict=True)) + f", hv={hv:.4f}")
                 for cb in callbacks:
                     cb(state)
+            if failures_in_row >= max_failures:
+                n_failed = sum(not np.all(np.isfinite(v)) for v in values)
+                raise EvaluationsFailed(
+                    f"stopped after {failures_in_row} failed evaluations in a row ({n_failed} of {len(masks)} failed "
+                    f"so far; the last: {last_failure}); every evaluation is kept in the store {store.path}: fix "
+                    "the problem or its settings, then start a new run")
     finally:
         if bar is not None:
             bar.close()
@@ -332,7 +425,7 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
         wall_time=time.perf_counter() - t_start, strategy_time=strategy_time, evaluation_time=evaluation_time,
         run_id=run_id, strategy_options=options, stop_reason=stop_reason,
         sensitivity_masks=np.array(sens_masks, dtype=bool).reshape(-1, space.dim),
-        sensitivity_spent=np.array(sens_spent, dtype=int), evaluation_cost=evaluation_cost)
+        sensitivity_spent=np.array(sens_spent, dtype=int), evaluation_cost=evaluation_cost, n_resumed=n_resumed)
 
 
 def _progress_bar(total: int, progress: bool | None):

@@ -196,8 +196,9 @@ def write_report(path: Path, problem: Problem, result: OptimizationResult, cfg: 
     lines += [f"- problem `{cfg.problem}` options `{cfg.problem_options or {}}`",
               f"- strategy `{cfg.strategy}` options `{result.strategy_options}`",
               f"- budget {result.budget} real evaluations, batch size {result.batch_size}, seed {result.seed}; "
-              f"received {result.n_evaluations} ({result.n_cache_hits} from the store, "
-              f"{res.get('n_failed', 0)} failed)"
+              f"received {result.n_evaluations} ({result.n_cache_hits} from the store, paid by other runs, "
+              + (f"{result.n_resumed} paid before the run was interrupted, " if result.n_resumed else "")
+              + f"{res.get('n_failed', 0)} failed)"
               + (f" and {result.n_sensitivity_calls} head-sensitivity call(s), one budget unit each"
                  if result.n_sensitivity_calls else "") + f"; stop: {result.stop_reason}",
               f"- time: {result.wall_time:.1f} s in all, {result.evaluation_time:.1f} s evaluating, "

@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 
 from framework.config import RunConfig, check_run_config
-from framework.loop import OptimizationResult, RunProgress, optimize
+from framework.loop import OptimizationResult, RunProgress, evaluate_guarded, optimize
 from framework.pareto import hypervolume
 from framework.problem import HELDOUT, SEARCH, Problem
 from framework.registry import PROBLEMS, STRATEGIES
-from framework.store import EvaluationStore, is_store_file, run_fingerprints
+from framework.store import EvaluationStore, check_store, run_fingerprints
 from framework.verdict import (
     VALIDATION,
     change,
@@ -96,11 +96,13 @@ def start_run(cfg: RunConfig, *, progress: bool | None = None, progress_lines: b
 
 
 def _check_store_path(path: str) -> None:
+    """A ``--store`` that is a directory, not SQLite, another program's database or a store of a
+    newer schema is refused before anything is written (an older schema is migrated on opening)."""
     p = Path(path)
     if p.is_dir():
         raise IsADirectoryError(f"--store {path!r} is a directory; expected an SQLite file (new or existing)")
-    if p.is_file() and not is_store_file(p):
-        raise ValueError(f"--store {path!r} is not an SQLite evaluation store")
+    if p.is_file():
+        check_store(p, label=f"--store {path!r}")
 
 
 def check_prunable(problem: Problem, name: str | None = None) -> None:
@@ -283,9 +285,9 @@ def result_to_json(result: OptimizationResult) -> dict[str, Any]:
     return {
         "problem": result.problem, "strategy": result.strategy, "strategy_options": result.strategy_options,
         "seed": result.seed, "budget": result.budget, "batch_size": result.batch_size,
-        "n_evaluations": result.n_evaluations, "n_cache_hits": result.n_cache_hits,
+        "n_evaluations": result.n_evaluations, "n_cache_hits": result.n_cache_hits, "n_resumed": result.n_resumed,
         "n_sensitivity_calls": result.n_sensitivity_calls, "budget_spent": result.budget_spent,
-        "n_failed": int((~np.all(np.isfinite(result.values), axis=1)).sum()) if result.n_evaluations else 0,
+        "n_failed": result.n_failed,
         "objective_names": list(result.objective_names), "ref_point": result.ref_point.tolist(),
         "bounds": result.bounds.tolist(), "hypervolume": result.hypervolume,
         "hv_curve": [float(h) for h in result.hv_curve], "front": front,
@@ -351,7 +353,8 @@ class Choice:
 
 def evaluate_on_split(problem: Problem, store: EvaluationStore, masks: np.ndarray,
                       split: str) -> tuple[np.ndarray, list]:
-    """Evaluate on a non-search split through the store (free of the budget, never paid twice)."""
+    """Evaluate on a non-search split through the store (free of the budget, never paid twice); a
+    mask whose evaluation fails gets NaN values (stored as failed with its reason)."""
     fp = problem.fingerprint(split)
     store.register_problem(fp, problem.name, {"split": split, **problem.describe()})
     stored = store.get(fp, masks)
@@ -361,11 +364,9 @@ def evaluate_on_split(problem: Problem, store: EvaluationStore, masks: np.ndarra
     for i, s in enumerate(stored):
         if s is not None:
             values[i], infos[i] = s.objectives, s.info
-    if todo:
-        t0 = time.perf_counter()
-        v, inf = problem.evaluate_with_info(masks[todo], split)
-        dt = time.perf_counter() - t0
-        store.put(fp, masks[todo], v, infos=inf, wall_times=[dt / len(todo)] * len(todo), strategy="verification")
+    if todo:  # a mask whose evaluation fails is stored as failed with its reason (NaN values)
+        v, inf, reasons, secs = evaluate_guarded(problem, masks[todo], split)
+        store.put(fp, masks[todo], v, infos=inf, wall_times=secs, reasons=reasons, strategy="verification")
         for j, i in enumerate(todo):
             values[i], infos[i] = v[j], inf[j]
     return values, infos

@@ -7,6 +7,22 @@ paying again.  The ``trials`` table records, per run, the order in which the run
 evaluations (its history) and whether each was a cache hit.  Head sensitivities (one budget
 unit each) have their own tables, keyed the same way: ``sensitivities`` (the estimates) and
 ``sensitivity_trials`` (when a run used them: ``spent`` = budget units spent before the call).
+
+Reliability:
+
+- Every write is one transaction (SQLite, WAL journal, synchronous=NORMAL): a process killed at
+  any point leaves each batch either wholly committed or not at all.
+- Several processes may share one store (two runs with ``--store`` on one file, benchmark jobs):
+  WAL lets readers go on while one writes, and a writer waits up to 60 s for another's
+  transaction (busy timeout) instead of failing.  A mask is stored once: the first commit wins
+  (``ON CONFLICT DO NOTHING``), so two runs that pay for the same mask at the same moment keep
+  one row and both receive its value.
+- The schema is versioned (``PRAGMA user_version``, :data:`SCHEMA_VERSION`).  A store of an
+  older schema is migrated when it is opened (schema 1, before head sensitivities, gains their
+  two tables; nothing else changes); a file that is not an evaluation store (not SQLite, another
+  program's database, a table of another shape) or a store of a newer schema is refused with a
+  :class:`StoreError` before anything is written to it (:func:`check_store` checks a path
+  without opening it for writing).
 """
 
 from __future__ import annotations
@@ -20,10 +36,17 @@ from pathlib import Path
 
 import numpy as np
 
+from framework.faults import fault_point
 from framework.history import pack_mask, unpack_mask
 from framework.space import as_masks
 
-__all__ = ["EvaluationStore", "StoredEvaluation", "run_fingerprints", "is_store_file"]
+__all__ = ["EvaluationStore", "StoredEvaluation", "StoreError", "SCHEMA_VERSION", "run_fingerprints", "is_store_file",
+           "check_store"]
+
+#: Version of the store's tables (``PRAGMA user_version``): 1 = evaluations and trials (the first
+#: release), 2 = 1 plus head sensitivities (``sensitivities``, ``sensitivity_trials``).  Stores
+#: written before the version was recorded have 0 and are recognised by their tables.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS problems (
@@ -77,6 +100,102 @@ CREATE TABLE IF NOT EXISTS sensitivity_trials (
 """
 
 
+_V1_TABLES = ("problems", "evaluations", "trials")
+_V2_TABLES = (*_V1_TABLES, "sensitivities", "sensitivity_trials")
+
+
+def _columns_of_schema() -> dict[str, list[str]]:
+    db = sqlite3.connect(":memory:")
+    try:
+        db.executescript(_SCHEMA)
+        return _tables(db)
+    finally:
+        db.close()
+
+
+def _tables(db: sqlite3.Connection) -> dict[str, list[str]]:
+    names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' "
+                                      "ORDER BY name")]
+    return {t: [c[1] for c in db.execute(f"PRAGMA table_info('{t}')")] for t in names}
+
+
+_COLUMNS = _columns_of_schema()
+
+
+class StoreError(ValueError):
+    """A file that is not an evaluation store this version can use (nothing was written to it)."""
+
+
+def _schema_of(label: str, version: int, tables: dict[str, list[str]]) -> int | None:
+    """The schema version of a database with ``user_version`` ``version`` and ``tables``
+    (``{name: columns}``); ``None`` for an empty database (a new store).  :class:`StoreError`
+    when it is not an evaluation store this version can read."""
+    if not tables:
+        return None
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{label} is an evaluation store of schema {version}, written by a newer headrepair; this "
+                         f"one reads schemas 1 to {SCHEMA_VERSION}: upgrade headrepair or choose another store")
+    if "evaluations" not in tables or "trials" not in tables:
+        raise StoreError(f"{label} is an SQLite database but not an evaluation store (it holds the tables "
+                         f"{', '.join(sorted(tables))}; an evaluation store has {', '.join(_V2_TABLES)}); "
+                         "choose another file")
+    for table, columns in tables.items():
+        if table in _COLUMNS and columns != _COLUMNS[table]:
+            raise StoreError(f"{label} is not an evaluation store of a known schema: its table {table!r} has the "
+                             f"columns {columns}, expected {_COLUMNS[table]}; choose another file")
+    missing = [t for t in _V1_TABLES if t not in tables]
+    if missing:
+        raise StoreError(f"{label} is not an evaluation store of a known schema: it lacks the table(s) "
+                         f"{', '.join(missing)}; choose another file")
+    has_v2 = [t for t in _V2_TABLES if t not in _V1_TABLES and t in tables]
+    if has_v2 and len(has_v2) != len(_V2_TABLES) - len(_V1_TABLES):
+        raise StoreError(f"{label} is a damaged evaluation store: it has the table {has_v2[0]!r} of schema 2 but "
+                         "not all of them; choose another file")
+    return 2 if has_v2 else 1
+
+
+def _inspect(db: sqlite3.Connection, label: str) -> tuple[int, int | None]:
+    """``(user_version, schema)`` of an open database (:func:`_schema_of`)."""
+    try:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        tables = _tables(db)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{label} is not an SQLite evaluation store ({exc})") from None
+    return version, _schema_of(label, version, tables)
+
+
+def _wal(db: sqlite3.Connection, timeout: float = 60.0) -> None:
+    """Switch to the WAL journal.  SQLite answers "database is locked" at once (no busy wait) when
+    another process holds a lock while the mode changes (two processes creating one store): retry."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def check_store(path: str | Path, label: str | None = None) -> int | None:
+    """Check, without writing anything, that ``path`` can be used as an evaluation store: a
+    missing or empty file (a new store, ``None``), or a store of schema 1 to
+    :data:`SCHEMA_VERSION` (returned; an older one is migrated when opened).  :class:`StoreError`
+    otherwise, naming ``label`` (default: the path)."""
+    p = Path(path)
+    label = label or repr(str(path))
+    if not p.exists() or p.stat().st_size == 0:
+        return None
+    if not is_store_file(p):
+        raise StoreError(f"{label} is not an SQLite evaluation store")
+    db = sqlite3.connect(f"file:{p.resolve()}?mode=ro", uri=True, timeout=60.0)
+    try:
+        return _inspect(db, label)[1]
+    finally:
+        db.close()
+
+
 @dataclass(frozen=True)
 class StoredEvaluation:
     mask: np.ndarray          # bool[d]
@@ -91,17 +210,32 @@ class StoredEvaluation:
 
 
 class EvaluationStore:
-    """SQLite store of real evaluations.  ``path=":memory:"`` for a throw-away store."""
+    """SQLite store of real evaluations.  ``path=":memory:"`` for a throw-away store.
+
+    Opening checks the file before writing to it (:class:`StoreError` for a file that is not an
+    evaluation store, or one of a newer schema) and migrates a store of an older schema;
+    ``migrated_from`` is then its old version (else ``None``)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
+        self.migrated_from: int | None = None
+        memory = self.path == ":memory:"
+        if not memory:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=60.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._db.commit()
+        try:
+            version, schema = _inspect(self._db, f"evaluation store {self.path!r}")
+            if not memory:
+                _wal(self._db)
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            if schema != SCHEMA_VERSION or version != SCHEMA_VERSION:
+                # one transaction: a process opening the store at the same moment sees all tables or none
+                self._db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+                if schema is not None and schema != SCHEMA_VERSION:
+                    self.migrated_from = schema
+        except BaseException:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         self._db.close()
@@ -124,7 +258,8 @@ class EvaluationStore:
             reasons: Iterable[str | None] | None = None, strategy: str | None = None,
             seed: int | None = None, run_id: str | None = None) -> None:
         """Commit one evaluation per row.  Rows with a non-finite objective are stored as
-        failed (with ``reasons[i]`` or ``"non-finite objective"``).  One transaction."""
+        failed (with ``reasons[i]`` or ``"non-finite objective"``).  One transaction; a mask
+        already stored keeps its row (the first commit wins)."""
         m = as_masks(masks, np.asarray(masks).shape[-1])
         y = np.asarray(objectives, dtype=float).reshape(len(m), -1)
         infos = list(infos) if infos is not None else [{} for _ in m]
@@ -139,8 +274,10 @@ class EvaluationStore:
                          json.dumps(infos[i], default=float), "ok" if ok else "failed",
                          None if ok else (why[i] or "non-finite objective"), float(wall[i]),
                          strategy, seed, run_id, now))
-        with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO evaluations VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        with self._db:  # the first commit of a mask wins: a row is never overwritten
+            self._db.executemany("INSERT INTO evaluations VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+                                 "ON CONFLICT (fingerprint, mask) DO NOTHING", rows)
+            fault_point("commit")
 
     def get(self, fingerprint: str, masks: np.ndarray) -> list[StoredEvaluation | None]:
         """Stored evaluation of each mask, ``None`` where there is none."""
@@ -197,10 +334,12 @@ class EvaluationStore:
                           seed: int | None = None, run_id: str | None = None) -> None:
         """Commit one :class:`~framework.problem.Sensitivities` (keyed by its mask)."""
         with self._db:
-            self._db.execute("INSERT OR REPLACE INTO sensitivities VALUES (?,?,?,?,?,?,?,?,?)",
+            self._db.execute("INSERT INTO sensitivities VALUES (?,?,?,?,?,?,?,?,?) "
+                             "ON CONFLICT (fingerprint, mask) DO NOTHING",
                              (fingerprint, pack_mask(sens.mask), int(sens.mask.size),
                               json.dumps(sens.to_json(), default=float), float(wall_time), strategy, seed, run_id,
                               time.time()))
+            fault_point("commit")
 
     def get_sensitivities(self, fingerprint: str, mask: np.ndarray):
         """The stored :class:`~framework.problem.Sensitivities` of ``mask``, or ``None``."""
@@ -212,9 +351,15 @@ class EvaluationStore:
 
     def sensitivity_wall_time(self, fingerprint: str, mask: np.ndarray) -> float | None:
         """Seconds the stored sensitivities of ``mask`` took when they were paid, or ``None``."""
-        r = self._db.execute("SELECT wall_time FROM sensitivities WHERE fingerprint=? AND mask=?",
+        paid = self.sensitivity_payment(fingerprint, mask)
+        return None if paid is None else paid[0]
+
+    def sensitivity_payment(self, fingerprint: str, mask: np.ndarray) -> tuple[float, str | None] | None:
+        """``(seconds, run_id)``: what the stored sensitivities of ``mask`` cost and which run paid
+        them, or ``None`` when none are stored."""
+        r = self._db.execute("SELECT wall_time, run_id FROM sensitivities WHERE fingerprint=? AND mask=?",
                              (fingerprint, pack_mask(mask))).fetchone()
-        return None if r is None else float(r[0])
+        return None if r is None else (float(r[0]), r[1])
 
     def add_sensitivity_trial(self, run_id: str, spent: int, fingerprint: str, mask: np.ndarray,
                               cache_hit: bool) -> None:

@@ -286,8 +286,9 @@ class StrategyContractSuite:
             assert store.count(fingerprint) + n_sens == budget  # nothing evaluated twice
             assert store._db.execute("SELECT COUNT(*) FROM sensitivities").fetchone()[0] == n_sens
         assert resumed.budget_spent == budget
-        assert resumed.n_cache_hits == paid_before
-        assert resumed.n_evaluations - resumed.n_cache_hits + paid_before + n_sens == budget
+        # what the run paid before the interruption is its own, received again (not a cache hit)
+        assert resumed.n_resumed == paid_before and resumed.n_cache_hits == 0
+        assert resumed.n_evaluations - resumed.n_resumed + paid_before + n_sens == budget
         uninterrupted = self.run_strategy(name, problem, batch_size=4, seed=3)
         np.testing.assert_array_equal(resumed.masks, uninterrupted.masks)
         np.testing.assert_array_equal(resumed.sensitivity_masks, uninterrupted.sensitivity_masks)

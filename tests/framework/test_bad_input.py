@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -120,6 +121,59 @@ def test_store_that_is_not_a_store(tmp_path):
     one_line(cli(*SYN, "--store", store, "--out", tmp_path / "out"), f"--store '{store}' is not an SQLite "
                                                                       "evaluation store")
     assert not (tmp_path / "out").exists() and store.read_text() == "not a database"
+
+
+def _sqlite(path: Path, script: str) -> Path:
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    db.executescript(script)
+    db.close()
+    return path
+
+
+EMPTY = hashlib.sha256(b"").hexdigest()
+STORE_CASES = {
+    "another program's database": (
+        "CREATE TABLE users (name TEXT, email TEXT); INSERT INTO users VALUES ('ada', 'ada@example.org');",
+        ["is an SQLite database but not an evaluation store (it holds the tables users; an evaluation store has "
+         "problems, evaluations, trials, sensitivities, sensitivity_trials); choose another file"]),
+    "a table of another shape": (
+        "CREATE TABLE evaluations (mask BLOB, value REAL); CREATE TABLE trials (run_id TEXT);",
+        ["is not an evaluation store of a known schema: its table 'evaluations' has the columns ['mask', 'value'], "
+         "expected ['fingerprint', 'mask', "]),
+    "a store of a newer schema": (
+        None,   # a real store whose version is set past this one's
+        ["is an evaluation store of schema 99, written by a newer headrepair; this one reads schemas 1 to 2: "
+         "upgrade headrepair or choose another store"]),
+}
+
+
+@pytest.mark.parametrize("case", list(STORE_CASES))
+def test_store_that_this_version_cannot_use(tmp_path, case):
+    """A --store that is an SQLite file but not an evaluation store this version can use is refused
+    before anything is written: the file keeps every byte (a store of an older schema is migrated
+    instead: tests/framework/test_faults.py)."""
+    script, needles = STORE_CASES[case]
+    store = tmp_path / "other.sqlite"
+    if script is None:
+        from framework.store import EvaluationStore
+
+        EvaluationStore(store).close()
+        script = "PRAGMA user_version = 99;"
+    _sqlite(store, script)
+
+    def data() -> dict[str, str]:   # a read-only look at a WAL database may leave an empty -wal beside it
+        return {k: v for k, v in digest(tmp_path).items() if not (k.endswith("-wal") and v == EMPTY)}
+
+    before = data()
+    one_line(cli(*SYN, "--store", store, "--out", tmp_path / "out"), f"--store '{store}' ", *needles)
+    assert data() == before and not (tmp_path / "out").exists()
+    from framework.store import EvaluationStore, StoreError
+
+    with pytest.raises(StoreError, match=re.escape(f"evaluation store '{store}' ")):   # the Python API too
+        EvaluationStore(store)
+    assert data() == before
 
 
 def test_bench_unknown_suite_and_strategy(tmp_path):

@@ -150,7 +150,7 @@ def test_failed_evaluations_stored_with_reason(tmp_path):
         res = optimize(Flaky(), STRATEGIES.create("random"), 30, batch_size=5, store=store)
         rows = store.all(Flaky().fingerprint())
     failed = [r for r in rows if r.status == "failed"]
-    assert failed and all(r.reason == "non-finite objective" and not r.mask[0] for r in failed)
+    assert failed and all(r.reason == "non-finite objective: a=nan, b=nan" and not r.mask[0] for r in failed)
     assert res.n_evaluations == 30 and np.isfinite(res.hypervolume)
 
 
@@ -188,7 +188,8 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     a = json.loads((killed / "result.json").read_text())
     b = json.loads((clean / "result.json").read_text())
     assert a["front"] == b["front"] and a["hv_curve"] == b["hv_curve"] and a["n_evaluations"] == 40
-    assert a["n_cache_hits"] == committed  # every committed evaluation reused, none paid twice
+    # every committed evaluation reused, none paid twice; paid by this run, so not a cache hit
+    assert a["n_resumed"] == committed and a["n_cache_hits"] == b["n_cache_hits"] == 0
     with EvaluationStore(killed / "evaluations.sqlite") as store:
         assert store.count() == 40  # nothing evaluated twice, nothing lost
 
@@ -319,9 +320,16 @@ def test_sensitivity_calls_count_once_per_mask_are_stored_and_resume_free(tmp_pa
         stored = store.get_sensitivities(problem.fingerprint(), res.sensitivity_masks[0])
         np.testing.assert_array_equal(stored.delta, s.got[0].delta)
         assert [k for k, _, _ in store.sensitivity_trials("a")] == list(res.sensitivity_spent)
+        paid = []
+        problem_sensitivities = problem.sensitivities
+        problem.sensitivities = lambda mask, split: paid.append(mask) or problem_sensitivities(mask, split)
         again = optimize(problem, _SensitivityEveryRound(), 12, store=store, run_id="a", seed=4)
-        assert all(hit for _, _, hit in store.sensitivity_trials("a"))  # the replay paid nothing
+        assert paid == []  # the replay paid nothing
+        # ... and what it received was its own (paid before), not a cache hit; another run's are hits
+        assert not any(hit for _, _, hit in store.sensitivity_trials("a"))
         np.testing.assert_array_equal(again.sensitivity_masks, res.sensitivity_masks)
+        optimize(problem, _SensitivityEveryRound(), 12, store=store, run_id="b", seed=4)
+        assert paid == [] and all(hit for _, _, hit in store.sensitivity_trials("b"))
 
 
 def test_curve_by_budget_repeats_the_hypervolume_at_each_sensitivity_call():

@@ -137,6 +137,7 @@ class HeadMasker:
         try:
             layers = _get(base, self.family.layers)
             self._projections = [_get(layer, self.family.out_proj) for layer in layers]
+            self._layers = list(layers)
         except (AttributeError, IndexError, TypeError) as exc:
             raise UnsupportedModelError(
                 f"{type(model).__name__} (config.model_type={config.model_type!r}) does not have the module layout "
@@ -172,6 +173,10 @@ class HeadMasker:
         """The :class:`HeadSpace` of this model's heads, with the given constraints."""
         return HeadSpace(self.n_layers, self.n_heads, self.n_kv_heads, max_pruned_fraction=max_pruned_fraction,
                          protected=frozenset(protected))
+
+    def decoder_layers(self) -> list[nn.Module]:
+        """Each decoder layer (the module whose output is the residual stream entering the next), in order."""
+        return list(self._layers)
 
     def output_projections(self) -> list[nn.Module]:
         """Each layer's attention output projection, in layer order."""

@@ -35,7 +35,7 @@ __all__ = [
     "EncodedContexts", "encode_contexts", "next_token_logprobs", "window_nll", "perplexity", "generate",
     "UnitTable", "group_bias", "bootstrap_weights", "bootstrap_bias", "crossed_weights", "ItemBootstrap",
     "item_bootstrap", "group_bias_items", "group_bias_torch", "bootstrap_perplexity", "pair_fraction",
-    "prefix_token_id",
+    "prefix_token_id", "forward_rows",
 ]
 
 AGGREGATES = ("sum", "weighted", "descriptor")
@@ -131,12 +131,29 @@ class SentenceLogprobs:
         raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
 
 
+def forward_rows(model, inputs: dict, reduce: Callable[[object, int], torch.Tensor]) -> torch.Tensor:
+    """``reduce(model(**inputs), 1)``: one forward pass over a batch, reduced to per-row results.
+
+    ``model`` is a ``transformers`` model, or a :class:`~objectives.masked_lm.batching.MaskRunner`
+    (anything with ``score_rows``), which may run the pass for several masks at once (the batch
+    repeated ``k`` times, mask-major rows) and calls ``reduce(output, k)``: ``reduce`` must treat
+    rows independently and tile whatever per-row data it uses ``k`` times."""
+    scorer = getattr(model, "score_rows", None)
+    if scorer is not None:
+        return scorer(inputs, reduce)
+    return reduce(model(**inputs), 1)
+
+
 def _target_logprobs(model, ids: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
     """``float[b, T-1]``: log p(token t+1 | tokens <= t)."""
     device = next(model.parameters()).device
-    logits = model(input_ids=ids.to(device), attention_mask=att.to(device)).logits[:, :-1].float()
-    lp = torch.log_softmax(logits, dim=-1)
-    return lp.gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1).cpu().double()
+    targets = ids[:, 1:].to(device)
+
+    def reduce(out, k: int) -> torch.Tensor:
+        lp = torch.log_softmax(out.logits[:, :-1].float(), dim=-1)
+        return lp.gather(-1, targets.repeat(k, 1).unsqueeze(-1)).squeeze(-1).cpu().double()
+
+    return forward_rows(model, {"input_ids": ids.to(device), "attention_mask": att.to(device)}, reduce)
 
 
 @torch.no_grad()
@@ -201,10 +218,14 @@ def next_token_logprobs(model, encoded: EncodedContexts, candidates: np.ndarray)
     row = 0
     for ids, att, pos in encoded.batches:
         idx = encoded.order[row:row + ids.shape[0]]
-        logits = model(input_ids=ids.to(device), attention_mask=att.to(device), position_ids=pos.to(device),
-                       logits_to_keep=1).logits[:, -1].float()
-        lp = torch.log_softmax(logits, dim=-1)
-        out[idx] = lp.gather(-1, cand[idx].to(device)).cpu().double().numpy()
+        chosen = cand[idx].to(device)
+
+        def reduce(output, k: int, chosen=chosen) -> torch.Tensor:
+            lp = torch.log_softmax(output.logits[:, -1].float(), dim=-1)
+            return lp.gather(-1, chosen.repeat(k, 1)).cpu().double()
+
+        out[idx] = forward_rows(model, {"input_ids": ids.to(device), "attention_mask": att.to(device),
+                                        "position_ids": pos.to(device), "logits_to_keep": 1}, reduce).numpy()
         row += ids.shape[0]
     return out
 

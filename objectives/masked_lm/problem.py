@@ -16,6 +16,7 @@ import torch
 
 from framework.problem import Problem, Sensitivities
 from framework.validate import did_you_mean
+from objectives.masked_lm.batching import MaskRunner
 from objectives.masked_lm.classifiers import CLASSIFIERS, make_classifier
 from objectives.masked_lm.counterfactual import (
     COUNTERFACTUAL_METRICS,
@@ -208,6 +209,13 @@ class MaskedLMProblem(Problem):
         n_pronoun_occupations, n_pronoun_templates: caps per split of the pronoun items.
         pair_file, pair_columns: the user pair file of ``bias_metric="pairs"`` and its column names.
         choice_file, choice_columns: a multiple-choice file for the ``accuracy`` metric.
+        masks_per_pass: masks evaluated in one forward pass (the batch repeated, one mask per copy;
+            :mod:`~objectives.masked_lm.batching`); ``None``: 1 on CPU, on CUDA as many as fit in
+            the free memory (halved and retried on out-of-memory).  Values do not depend on it
+            (bit-identical on CPU), so it is no part of the fingerprint.
+        prefix_reuse: compute the layers on which the masks of a batch agree once (exact: the
+            values are bit-identical to full passes); the unpruned model's layer outputs are kept.
+        prefix_cache_mb: memory for those recorded layer outputs (deeper layers are recomputed).
     """
 
     name = "masked-lm"
@@ -229,7 +237,8 @@ class MaskedLMProblem(Problem):
                  n_boot: int = 200, ref_factors: Sequence[float] = (1.1, 1.25),
                  n_pronoun_occupations: int | None = 16, n_pronoun_templates: int | None = None,
                  pair_file: str | None = None, pair_columns: dict[str, str] | None = None,
-                 choice_file: str | None = None, choice_columns: dict[str, str] | None = None) -> None:
+                 choice_file: str | None = None, choice_columns: dict[str, str] | None = None,
+                 masks_per_pass: int | None = None, prefix_reuse: bool = True, prefix_cache_mb: int = 2048) -> None:
         # every check that needs no model comes first: a bad option fails before the model loads
         if bias_metric not in BIAS_METRICS:
             raise ValueError(f"bias_metric must be one of {', '.join(BIAS_METRICS)}, got {bias_metric!r}"
@@ -256,6 +265,11 @@ class MaskedLMProblem(Problem):
         if not 0 < stride <= window:
             raise ValueError(f"stride and window must satisfy 0 < stride <= window, got stride={stride}, "
                              f"window={window}")
+        if masks_per_pass is not None and masks_per_pass < 1:
+            raise ValueError(f"masks_per_pass must be >= 1 or None (picked: 1 on CPU, from free memory on CUDA), "
+                             f"got {masks_per_pass}")
+        if prefix_cache_mb < 0:
+            raise ValueError(f"prefix_cache_mb must be >= 0, got {prefix_cache_mb}")
         for label, value in (("n_windows", n_windows), ("batch_size", batch_size),
                              ("window_batch_size", window_batch_size)):
             if value < 1:
@@ -292,6 +306,8 @@ class MaskedLMProblem(Problem):
         if max_pos is not None and window > max_pos:
             raise ValueError(f"window={window} exceeds the model's {max_pos} positions")
         self.masker = HeadMasker(self.model)
+        self.runner = MaskRunner(self.model, self.masker, masks_per_pass=masks_per_pass, prefix_reuse=prefix_reuse,
+                                 cache_bytes=int(prefix_cache_mb) << 20)
         self.space = self.masker.head_space(max_pruned_fraction=max_pruned_fraction, protected=frozenset(protected))
         self.masks_per_forward = (generation_masks_per_forward if generation_masks_per_forward is not None
                                   else (8 if self.device.type == "cuda" else 1))
@@ -397,19 +413,25 @@ class MaskedLMProblem(Problem):
         if "likelihood" in kinds or "perplexity" in kinds or counterfactual or "accuracy" in kinds:
             enc = self._prepared(axis, split, "likelihood").encoded if "likelihood" in kinds else None
             win = self._windows[split]
-            for raw, mask in zip(raws, masks, strict=True):
-                with self.masker.masked(mask):
+            if "accuracy" in kinds:
+                self._choice_data(split)  # encoded once, before the passes
+            # the runner computes each forward pass for every mask at once (several masks per pass,
+            # reuse of the layers masks agree on); the metric code below runs once per mask
+            runner = self.runner
+            with runner.group((split, axis, tuple(kinds)), np.asarray(masks, dtype=bool)):
+                for j, raw in enumerate(raws):
+                    runner.select(j)
                     for kind in counterfactual:
-                        raw[kind] = self._counterfactual(kind).measure(self.model, split)
+                        raw[kind] = self._counterfactual(kind).measure(runner, split)
                     if "accuracy" in kinds:
-                        sc = choice_scores(self.model, self._choice_data(split))
+                        sc = choice_scores(runner, self._choice_data(split))
                         raw["accuracy"] = {"total": sc.total, "per_token": sc.per_token, "n_tokens": sc.n_tokens}
                     if enc is not None:
-                        lp = sentence_logprobs(self.model, enc)
+                        lp = sentence_logprobs(runner, enc)
                         raw["likelihood"] = {"sum_all": lp.sum_all, "n_all": lp.n_all, "sum_after": lp.sum_after,
                                              "n_after": lp.n_after}
                     if "perplexity" in kinds:
-                        nll, n_scored = window_nll(self.model, win.input_ids, win.stride,
+                        nll, n_scored = window_nll(runner, win.input_ids, win.stride,
                                                    batch_size=self.window_batch_size)
                         raw["perplexity"] = {"nll": nll, "n_scored": n_scored}
         if "generation" in kinds:
@@ -655,6 +677,10 @@ class MaskedLMProblem(Problem):
 
     def close(self) -> None:
         """Remove the hooks and free the model."""
+        runner = getattr(self, "runner", None)
+        if runner is not None:
+            runner.clear()
+        self.runner = None
         masker = getattr(self, "masker", None)
         if masker is not None:
             masker.remove()

@@ -30,6 +30,11 @@ from objectives.masked_lm.tiny import CORPUS_WORDS, save_tiny_llama
 TINY_VOCAB = 64
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA device (skipped without one; benchmarks/gpu_check.sh runs "
+                                       "them)")
+
+
 def _tiny_configs() -> dict:
     """One tiny config per supported ``model_type``: 2 layers, 4 heads (2 KV heads with GQA), hidden 32."""
     common = {"vocab_size": TINY_VOCAB, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}

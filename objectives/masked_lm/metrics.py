@@ -35,7 +35,7 @@ __all__ = [
     "EncodedContexts", "encode_contexts", "next_token_logprobs", "window_nll", "perplexity", "generate",
     "UnitTable", "group_bias", "bootstrap_weights", "bootstrap_bias", "crossed_weights", "ItemBootstrap",
     "item_bootstrap", "group_bias_items", "group_bias_torch", "bootstrap_perplexity", "pair_fraction",
-    "prefix_token_id", "forward_rows",
+    "prefix_token_id", "forward_rows", "EncodedPrompts", "encode_prompts",
 ]
 
 AGGREGATES = ("sum", "weighted", "descriptor")
@@ -267,16 +267,39 @@ def _pad_left(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tens
     return ids, att
 
 
+@dataclass(frozen=True)
+class EncodedPrompts:
+    """Prompts tokenized (with the prefix token) and left-padded in fixed batches, once per problem:
+    ``batches`` of ``(input_ids int64[b, T], attention_mask int64[b, T])`` in prompt order."""
+
+    batches: list[tuple[torch.Tensor, torch.Tensor]]
+    n: int
+    batch_size: int
+
+
+def encode_prompts(tokenizer, prompts: Sequence[str], *, batch_size: int = 16) -> EncodedPrompts:
+    """Tokenize and pad ``prompts`` for :func:`generate` (see :class:`EncodedPrompts`)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    prefix = prefix_token_id(tokenizer)
+    rows = [[prefix, *tokenizer(p, add_special_tokens=False)["input_ids"]] for p in prompts]
+    return EncodedPrompts([_pad_left(rows[i:i + batch_size], pad) for i in range(0, len(rows), batch_size)],
+                          len(rows), batch_size)
+
+
 @torch.no_grad()
-def generate(model, tokenizer, prompts: Sequence[str], masks: np.ndarray | None,
+def generate(model, tokenizer, prompts: Sequence[str] | EncodedPrompts, masks: np.ndarray | None,
              set_masks: Callable[[np.ndarray | None], None], *, max_new_tokens: int = 24, batch_size: int = 16,
              masks_per_forward: int = 4, greedy: bool = True, temperature: float = 1.0, top_p: float = 0.95,
              seed: int = 0) -> list[list[str]]:
     """Continuations ``[n_masks][n_prompts]`` of ``prompts`` under each mask of ``masks``
     (``bool[n_masks, d]``; ``None`` = the unpruned model only).
 
-    Prompts are left-padded in fixed batches of ``batch_size`` (in the given order) with explicit
-    position ids, so padding does not shift positions.  Each forward pass stacks one prompt batch
+    Prompts are left-padded in fixed batches of ``batch_size`` (in the given order; or given
+    already so, as :class:`EncodedPrompts`, whose batch size then wins) with explicit position
+    ids, so padding does not shift positions.  Each forward pass stacks one prompt batch
     ``masks_per_forward`` times with one mask per copy (``set_masks(bool[rows, d])``); the last
     group of masks is padded with copies so shapes never depend on how many masks are evaluated
     together.  Sampling (``greedy=False``) is Gumbel-max with top-p filtering; the noise depends
@@ -287,14 +310,14 @@ def generate(model, tokenizer, prompts: Sequence[str], masks: np.ndarray | None,
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    prefix = prefix_token_id(tokenizer)
-    encoded = [[prefix] + e for e in encoded]
+    if not isinstance(prompts, EncodedPrompts):
+        prompts = encode_prompts(tokenizer, prompts, batch_size=batch_size)
+    batch_size = prompts.batch_size
     mask_rows = [None] if masks is None else [m for m in np.asarray(masks, dtype=bool)]
     k = 1 if masks is None else max(1, min(masks_per_forward, len(mask_rows)))
-    out: list[list[str]] = [[""] * len(prompts) for _ in mask_rows]
-    for b_idx, start in enumerate(range(0, len(prompts), batch_size)):
-        ids, att = _pad_left(encoded[start:start + batch_size], pad)
+    out: list[list[str]] = [[""] * prompts.n for _ in mask_rows]
+    for b_idx, (ids, att) in enumerate(prompts.batches):
+        start = b_idx * batch_size
         b = ids.shape[0]
         for g in range(0, len(mask_rows), k):
             group = mask_rows[g:g + k]

@@ -43,11 +43,13 @@ from objectives.masked_lm.masking import HeadMasker, check_config_supported
 from objectives.masked_lm.metrics import (
     AGGREGATES,
     SCOPES,
+    EncodedPrompts,
     EncodedSentences,
     ItemBootstrap,
     SentenceLogprobs,
     UnitTable,
     bootstrap_perplexity,
+    encode_prompts,
     encode_sentences,
     generate,
     group_bias_items,
@@ -313,6 +315,7 @@ class MaskedLMProblem(Problem):
                                   else (8 if self.device.type == "cuda" else 1))
         self._classifier = make_classifier(classifier)
         self._bias_data: dict[tuple[str, str, str], _BiasData] = {}
+        self._prompt_batches: dict[tuple[str, str], EncodedPrompts] = {}
         self._windows = corpus_windows(self.corpus, self._encode, window=window, stride=stride, n_windows=n_windows,
                                        seed=seed)
         self._baselines: dict[tuple[str, str, str], dict] = {}
@@ -437,7 +440,11 @@ class MaskedLMProblem(Problem):
         if "generation" in kinds:
             prompts = self._prepared(axis, split, "generation").items
             g = self.generation
-            texts = generate(self.model, self.tokenizer, [p.text for p in prompts], masks, self.masker.set_masks,
+            key = (axis, split)
+            if key not in self._prompt_batches:  # tokenized and padded once per problem
+                self._prompt_batches[key] = encode_prompts(self.tokenizer, [p.text for p in prompts],
+                                                           batch_size=self.batch_size)
+            texts = generate(self.model, self.tokenizer, self._prompt_batches[key], masks, self.masker.set_masks,
                              max_new_tokens=g["max_new_tokens"], batch_size=self.batch_size,
                              masks_per_forward=self.masks_per_forward, greedy=g["greedy"],
                              temperature=g["temperature"], top_p=g["top_p"], seed=self.seed)

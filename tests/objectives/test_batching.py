@@ -307,3 +307,19 @@ def test_cuda_problem_defaults_to_bf16_and_batches(tmp_path):
     masks[1, 0] = masks[2, 5] = masks[3, [1, 6]] = False
     values = problem.evaluate(masks, "search")
     assert np.isfinite(values).all() and max(problem.runner._per_pass.values()) > 1
+
+
+@pytest.mark.parametrize("options", [{"bias_metric": "pronoun"}, {"bias_metric": "likelihood"},
+                                     {"bias_metric": "generation", "aggregate": "sum", "max_new_tokens": 2,
+                                      "n_generation_templates": 1}])
+def test_tokenization_and_padding_happen_once_per_problem(make, monkeypatch, options):
+    problem = make(**options)
+    masks = problem.space.keep_all(3)
+    masks[1, 0] = masks[2, 5] = False
+    problem.evaluate(masks[:2], "search")
+    calls = []
+    tok_type = type(problem.tokenizer)
+    original = tok_type.__call__
+    monkeypatch.setattr(tok_type, "__call__", lambda self, *a, **k: calls.append(a) or original(self, *a, **k))
+    problem.evaluate(masks[1:], "search")
+    assert calls == []

@@ -336,14 +336,16 @@ class MaskRunner:
 
     def _grow_root(self, root_key: tuple, keep_all_prefix: list) -> None:
         """Record a longer unpruned prefix of this batch, within half of ``cache_bytes`` for all
-        batches (the least recently used batches' prefixes make room first)."""
+        batches: the prefixes of other sequences of passes (another split, other metrics; least
+        recently used first) make room, then this prefix is cut short (the batches of the current
+        sequence that came first keep theirs, so none is evicted by its neighbour every group)."""
         shape, outs = self._roots[root_key]
         if len(keep_all_prefix) <= len(outs):
             return
         grown = list(keep_all_prefix)
         budget = self.cache_bytes // 2
         while grown and self.cached_bytes - sum(map(_nbytes, outs)) + sum(map(_nbytes, grown)) > budget:
-            other = next((key for key in self._roots if key != root_key and self._roots[key][1]), None)
+            other = next((key for key in self._roots if key[0] != root_key[0] and self._roots[key][1]), None)
             if other is not None:
                 del self._roots[other]
             else:

@@ -323,3 +323,30 @@ def test_tokenization_and_padding_happen_once_per_problem(make, monkeypatch, opt
     monkeypatch.setattr(tok_type, "__call__", lambda self, *a, **k: calls.append(a) or original(self, *a, **k))
     problem.evaluate(masks[1:], "search")
     assert calls == []
+
+
+def test_recorded_layers_stay_within_the_byte_budget_and_first_batches_keep_theirs(deep_gqa):
+    masker = HeadMasker(deep_gqa)
+    first, second = _inputs(64, b=2, t=12, seed=1), _inputs(64, b=2, t=12, seed=2)
+    layer_bytes = 2 * 12 * 48 * 4                       # one layer's output of one batch (float32)
+    runner = MaskRunner(deep_gqa, masker, masks_per_pass=1, cache_bytes=2 * 7 * layer_bytes)
+    masks = np.ones((3, masker.dim), dtype=bool)
+    masks[:, -1] = False                                # prune only the last layer: 5 unpruned layers to record
+    masks[1, -2] = masks[2, 0] = False
+    reduce1, reduce2 = _reduce_for(first["input_ids"]), _reduce_for(second["input_ids"])
+    got = []
+    with runner.group("two batches", masks):
+        for j in range(3):
+            runner.select(j)
+            got.append((runner.score_rows(first, reduce1), runner.score_rows(second, reduce2)))
+    assert runner.cached_bytes <= 7 * layer_bytes
+    depths = [len(runner._roots[("two batches", c)][1]) for c in (0, 1)]
+    assert depths == [5, 2]                             # the first batch kept its 5 layers, the second got the rest
+    _assert_identical([g[0] for g in got], _full(deep_gqa, masker, first, masks))
+    _assert_identical([g[1] for g in got], _full(deep_gqa, masker, second, masks))
+    # another sequence of passes (e.g. another split) makes room by evicting the older sequence
+    with runner.group("other split", masks[:1]):
+        runner.select(0)
+        runner.score_rows(first, reduce1)
+    assert ("other split", 0) in runner._roots and runner.cached_bytes <= 7 * layer_bytes
+    assert len(runner._roots[("other split", 0)][1]) == 5

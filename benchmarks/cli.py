@@ -21,7 +21,7 @@ def register(sub) -> callable:
                                    "finished cell: cells done/total, elapsed and estimated remaining time.")
     p.add_argument("--suite", required=True, help="suite name (smoke, synthetic, replay, real) or TOML path")
     p.add_argument("--seeds", type=int, help="number of seeds (default: the suite's)")
-    p.add_argument("--jobs", type=int, default=1, help="cells run in parallel processes")
+    p.add_argument("--jobs", type=int, default=1, help="cells run in parallel local processes (local executor)")
     p.add_argument("--out", required=True, help="benchmark directory")
     p.add_argument("--threads", type=int, help="torch threads per cell (default: the cores shared out among the jobs)")
     p.add_argument("--problems", help="comma-separated problem labels: run only these (the same cells as the "
@@ -31,6 +31,9 @@ def register(sub) -> callable:
     p.add_argument("--data", help="directory of reference data (HolisticBias, FASP head scores) that suites name "
                                   "as ${HEADREPAIR_DATA} (default: $HEADREPAIR_DATA)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no progress lines")
+    from framework.cli import add_executor_arguments
+
+    add_executor_arguments(p, bench=True)
     return _handle
 
 
@@ -45,6 +48,10 @@ def _handle(args) -> int:
         path = write_bench_report(out, collect_results(out), suite_name=suite)
         print(f"report: {path}")
         return 0
+    from benchmarks.runner import check_bench_executor
+
+    executor = args.executor or "local"
+    check_bench_executor(executor, jobs=args.jobs, address=args.address, workers=args.workers)
     if args.data:
         os.environ["HEADREPAIR_DATA"] = str(Path(args.data).resolve())
     suite = load_suite(args.suite)
@@ -53,7 +60,8 @@ def _handle(args) -> int:
 
     records = run_suite(suite, args.out, seeds=args.seeds, jobs=args.jobs, threads=args.threads,
                         problems=listed(args.problems), strategies=listed(args.strategies),
-                        budgets=listed(args.budgets, int), progress=progress_mode(args.quiet))
+                        budgets=listed(args.budgets, int), progress=progress_mode(args.quiet),
+                        executor=executor, address=args.address, workers=args.workers)
     path = write_bench_report(Path(args.out), records, suite_name=suite.name)
     print(f"results: {Path(args.out) / 'results.csv'}\nreport: {path}")
     return 0

@@ -282,18 +282,49 @@ def collect_results(out: Path) -> list[dict[str, Any]]:
     return records
 
 
+def _run_cell_in(cwd: str, cell: Cell, threads: int | None) -> dict[str, Any]:
+    """:func:`run_cell` in the directory ``cwd`` (the driver's, where it exists on this node), so that
+    relative paths (the benchmark directory, data files) mean what they mean to the driver."""
+    if os.path.isdir(cwd):
+        os.chdir(cwd)
+    return run_cell(cell, threads)
+
+
+def check_bench_executor(executor: str, *, jobs: int = 1, address: str | None = None,
+                         workers: int | None = None) -> None:
+    """One-line ``ValueError`` for executor settings ``run_suite`` cannot use (before anything is written)."""
+    from framework.evaluators import check_executor
+
+    if jobs < 1:
+        raise ValueError(f"jobs (--jobs) must be >= 1, got {jobs}")
+    check_executor(executor, address=address, workers=workers)
+    if executor == "ray" and jobs != 1:
+        raise ValueError("--jobs runs cells in local processes; with --executor ray the cells spread over the Ray "
+                         "cluster's CPUs instead (--workers for a local Ray instance): drop --jobs")
+
+
 def run_suite(suite: Suite, out: str | Path, *, seeds: int | None = None, jobs: int = 1, threads: int | None = None,
               problems: list[str] | None = None, strategies: list[str] | None = None,
-              budgets: list[int] | None = None, log=None, progress: str = "auto") -> list[dict[str, Any]]:
+              budgets: list[int] | None = None, log=None, progress: str = "auto", executor: str = "local",
+              address: str | None = None, workers: int | None = None) -> list[dict[str, Any]]:
     """Run every unfinished cell of ``suite`` (or of the chosen problems, strategies and budgets)
     into ``out``; returns all records of ``out``.  ``threads``: torch threads per cell (default:
-    the cores shared out among the jobs).  ``progress``: ``"bar"`` (tqdm on stderr), ``"lines"``
-    (one line per finished cell through ``log``: cells done/total, elapsed, estimated remaining),
-    ``"off"``, or ``"auto"`` (the bar when stderr is a terminal, else lines)."""
+    the cores shared out among the jobs; 1 with ``ray``).  ``progress``: ``"bar"`` (tqdm on stderr),
+    ``"lines"`` (one line per finished cell through ``log``: cells done/total, elapsed, estimated
+    remaining), ``"off"``, or ``"auto"`` (the bar when stderr is a terminal, else lines).
+
+    ``executor="ray"``: every cell is a Ray task reserving ``threads`` CPUs, spread over the cluster
+    at ``address`` (``ray start --head`` prints it), or over a local Ray instance of ``workers``
+    CPUs (default: this machine's) started and shut down here.  Cells are independent, so the
+    records equal a serial run's except the time columns (and ``n_cache_hits`` where two cells of
+    one problem evaluate the same mask: which pays first depends on timing, as with ``jobs``).  On
+    a cluster of several machines, ``out`` (it holds the per-problem stores) and every data file
+    must be reachable at the same path on every node."""
     from framework.runs import format_duration
 
     if progress not in ("auto", "bar", "lines", "off"):
         raise ValueError(f"progress must be 'auto', 'bar', 'lines' or 'off', got {progress!r}")
+    check_bench_executor(executor, jobs=jobs, address=address, workers=workers)
     log = log or (lambda msg: print(msg, flush=True))  # flushed: progress shows in a redirected log too
     out = Path(out)
     cells = plan_cells(suite, out, seeds=seeds, problems=problems, strategies=strategies, budgets=budgets)
@@ -302,9 +333,10 @@ def run_suite(suite: Suite, out: str | Path, *, seeds: int | None = None, jobs: 
     (out / "suite.json").write_text(json.dumps(asdict(suite), indent=2))
     _record_stand_in_accuracy(out, {c.problem.label: c.problem for c in cells}.values(), log)
     todo = [c for c in cells if not (out / "cells" / f"{c.key}.json").exists()]
-    log(f"suite {suite.name}: {len(cells)} cells, {len(cells) - len(todo)} already done, {len(todo)} to run "
-        f"with {jobs} job(s)")
-    threads = threads or max(1, (os.cpu_count() or 1) // max(1, jobs))
+    how = f"with {jobs} job(s)" if executor == "local" else (
+        f"as Ray tasks on {address}" if address else f"as Ray tasks on a local Ray instance ({workers or 'all'} CPUs)")
+    log(f"suite {suite.name}: {len(cells)} cells, {len(cells) - len(todo)} already done, {len(todo)} to run {how}")
+    threads = threads or (1 if executor == "ray" else max(1, (os.cpu_count() or 1) // max(1, jobs)))
     if progress == "auto":
         progress = "bar" if sys.stderr.isatty() else "lines"
     bar = None
@@ -331,7 +363,16 @@ def run_suite(suite: Suite, out: str | Path, *, seeds: int | None = None, jobs: 
                 f"{format_duration(elapsed)}, remaining ~{format_duration(remaining)} (last: {cell.key}: {what})")
 
     try:
-        if jobs <= 1:
+        if executor == "ray":
+            from framework.evaluators import ray_session
+
+            with ray_session(address, workers) as ray:
+                task = ray.remote(_run_cell_in).options(num_cpus=threads)
+                refs = {task.remote(os.getcwd(), c, threads): c for c in todo}
+                while refs:
+                    ready, _ = ray.wait(list(refs), num_returns=1)
+                    done(refs.pop(ready[0]), ray.get(ready[0]))
+        elif jobs <= 1:
             for cell in todo:
                 done(cell, run_cell(cell, threads))
         else:

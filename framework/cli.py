@@ -28,6 +28,8 @@ examples:
   headrepair export runs/<dir> --out repaired/
   headrepair run --strategy attribution-greedy     follow the heads' gradients, verify every step
   headrepair attribute --out a.json --compare 60   every head's estimated effect, checked on 60 real knock-outs
+  headrepair run --problem rho-mnk --strategy random --executor ray --workers 2
+                                                   evaluate on 2 Ray workers (a local Ray instance)
   headrepair list                                  what can be plugged in
 
 Bad input (an unknown name, a mistyped option, a file that cannot be read...) ends with one line
@@ -116,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-export", action="store_true",
                    help="do not export the chosen model (only a mask that qualified is ever exported)")
     r.add_argument("--quiet", action="store_true", help="no progress bar and no progress lines")
+    add_executor_arguments(r)
 
     rs = sub.add_parser("resume", help="continue an interrupted run to its budget (no evaluation paid twice)",
                         formatter_class=DefaultsFormatter,
@@ -125,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "data, metric settings) is refused, naming the settings that differ.")
     rs.add_argument("run_dir")
     rs.add_argument("--quiet", action="store_true", help="no progress bar and no progress lines")
+    add_executor_arguments(rs, resume=True)
 
     lst = sub.choices["list"]
     lst.add_argument("--options", action="store_true", help="also list each entry's options")
@@ -173,6 +177,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def add_executor_arguments(p: argparse.ArgumentParser, *, resume: bool = False, bench: bool = False) -> None:
+    """``--executor``, ``--address``, ``--workers`` (and ``--worker-cpus``, ``--pending`` for run and
+    resume): where real evaluations run (:mod:`framework.evaluators`)."""
+    what = "cells" if bench else "evaluations"
+    default = "the run's executor" if resume else "local"
+    p.add_argument("--executor", choices=["local", "ray"],
+                   help=f"where {what} run: local (this process) or ray (a pool of Ray workers; needs "
+                        f"pip install 'headrepair[ray]') (default: {default})")
+    p.add_argument("--address", help="ray: address of a running cluster (`ray start --head` prints it) (default: "
+                                     "start a local Ray instance and shut it down at the end)")
+    if bench:
+        p.add_argument("--workers", type=int,
+                       help="ray: CPUs of the local Ray instance, one cell each at a time (default: this machine's "
+                            "CPUs; on a cluster every CPU it has)")
+        return
+    p.add_argument("--workers", type=int,
+                   help="ray: worker actors, each holding the problem (default: one per GPU of the cluster, else "
+                        "one per --worker-cpus CPUs; a local Ray instance gets workers x worker-cpus CPUs)")
+    p.add_argument("--worker-cpus", type=int, help="ray: CPUs (and torch threads) per worker (default: 1)")
+    p.add_argument("--pending", type=int,
+                   help="ray: batches in flight at once for a strategy that asks while evaluations are pending "
+                        "(random; the others wait for each batch) (default: the number of workers)")
+
+
 _PLUGIN_COMMANDS: dict[str, Any] = {}
 
 
@@ -191,7 +219,8 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
     data: dict[str, Any] = load_config_file(args.config) if args.config else {}
     options = dict(data.pop("set", {}) or {})
     cfg = RunConfig(**{k: v for k, v in data.items()})
-    for flag in ("problem", "strategy", "budget", "batch_size", "seed", "out", "store", "max_cost", "pick_split"):
+    for flag in ("problem", "strategy", "budget", "batch_size", "seed", "out", "store", "max_cost", "pick_split",
+                 "executor", "address", "workers", "worker_cpus", "pending"):
         value = getattr(args, flag)
         if value is not None:
             setattr(cfg, flag, value)
@@ -365,7 +394,9 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             print(f"headrepair resume: {note}", file=sys.stderr)
         else:
             mode = progress_mode(args.quiet)
-            resume_run(args.run_dir, progress=None if mode == "bar" else False, progress_lines=mode == "lines")
+            resume_run(args.run_dir, progress=None if mode == "bar" else False, progress_lines=mode == "lines",
+                       executor={k: getattr(args, k) for k in ("executor", "address", "workers", "worker_cpus",
+                                                               "pending")})
         print(f"run directory: {args.run_dir}")
         return 0
     if args.command == "evaluate":

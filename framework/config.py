@@ -2,7 +2,8 @@
 
 A config file has the same keys as the ``headrepair run`` flags (``problem``, ``strategy``,
 ``budget``, ``batch_size``, ``seed``, ``out``, ``store``, ``max_cost``, ``pick_split``,
-``export``) plus a ``set`` table of options, e.g.::
+``export``, ``executor``, ``address``, ``workers``, ``worker_cpus``, ``pending``) plus a ``set``
+table of options, e.g.::
 
     problem = "masked-lm"
     strategy = "surrogate-sa"
@@ -53,6 +54,11 @@ class RunConfig:
                                       # the pick, validation and held-out splits (each against its own)
     pick_split: str = "validation"    # pick on "validation" (default; search where a problem has none) or "search"
     export: bool = True
+    executor: str = "local"           # where evaluations run: "local" (this process) or "ray" (framework.evaluators)
+    address: str | None = None        # ray: a running cluster's address; None = start a local Ray instance
+    workers: int | None = None        # ray: actors (None = one per GPU, else per worker_cpus CPUs)
+    worker_cpus: int | None = None    # ray: CPUs per actor (None = 1)
+    pending: int | None = None        # batches in flight for a strategy that asks while pending (None = workers)
     problem_options: dict[str, Any] = field(default_factory=dict)
     strategy_options: dict[str, Any] = field(default_factory=dict)
     run_id: str | None = None
@@ -196,6 +202,10 @@ def check_run_config(cfg: RunConfig) -> RunConfig:
     if cfg.pick_split not in PICK_SPLITS:
         raise ValueError(f"pick_split (--pick-split) must be one of {', '.join(PICK_SPLITS)}, got {cfg.pick_split!r}"
                          f"{did_you_mean(cfg.pick_split, PICK_SPLITS)}")
+    from framework.evaluators import check_executor
+
+    check_executor(cfg.executor, address=cfg.address, workers=cfg.workers, worker_cpus=cfg.worker_cpus,
+                   pending=cfg.pending)
     p_entry, s_entry = PROBLEMS.get(cfg.problem), STRATEGIES.get(cfg.strategy)
     cfg.problem_options = check_factory_options("problem", cfg.problem, p_entry.factory, cfg.problem_options)
     cfg.strategy_options = check_factory_options("strategy", cfg.strategy, s_entry.factory, cfg.strategy_options)

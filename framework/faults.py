@@ -9,6 +9,9 @@
               rows were written and before COMMIT (SQLite rolls the transaction back)
     fit       inside a model-based strategy's round (surrogate-sa, gp-ehvi-sa, ...), right after
               the surrogate was fitted and before it is used (the fit is lost)
+    worker    inside a Ray evaluator actor (``--executor ray``), after it computed a batch and before
+              it returns it; only the first actor the evaluator starts gets the variable, so one
+              actor dies and the one started to replace it does not
 
 e.g. ``HEADREPAIR_FAULT=commit:3 headrepair run ...`` dies in the third commit.  The variable is
 read once, when this module is imported; unset (always, outside tests), :func:`fault_point` is
@@ -23,7 +26,7 @@ import signal
 
 __all__ = ["POINTS", "fault_point", "parse_faults"]
 
-POINTS = ("evaluate", "commit", "fit")
+POINTS = ("evaluate", "commit", "fit", "worker")
 
 
 def parse_faults(text: str | None) -> dict[str, int]:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from framework.evaluators import BatchResult, Evaluator, LocalEvaluator, evaluate_guarded
 from framework.faults import fault_point
 from framework.history import pack_mask
 from framework.pareto import hypervolume, hypervolume_curve, non_dominated
@@ -176,50 +177,11 @@ def run_hypervolume_curve(problem: Problem, values: np.ndarray,
                            sensitivity_spent)
 
 
-def _reason(exc: BaseException) -> str:
-    from framework.validate import one_line
-
-    return f"{type(exc).__name__}: {one_line(exc)}"[:500]
-
-
-def evaluate_guarded(problem: Problem, masks: np.ndarray,
-                     split: str) -> tuple[np.ndarray, list[dict], list[str | None], list[float]]:
-    """Evaluate ``masks`` on ``split`` without letting one mask sink the batch.
-
-    Returns ``(values float[n, m], infos, reasons, seconds)``: a batch whose evaluation raises is
-    evaluated again mask by mask; a mask whose own evaluation raises gets NaN values and the
-    exception as its reason (``"ValueError: ..."``); a non-finite value gets ``"non-finite
-    objective: NAME=nan"``; ``reasons[i]`` is ``None`` for a good evaluation.  ``seconds[i]``: the
-    mask's share of the time spent (a failed batch attempt shared among its masks)."""
-    n = len(masks)
-    t0 = time.perf_counter()
-    try:
-        values, infos = problem.evaluate_with_info(masks, split)
-        values = np.asarray(values, dtype=float)
-        reasons: list[str | None] = [None] * n
-        seconds = [(time.perf_counter() - t0) / n] * n
-    except Exception as exc:
-        wasted = (time.perf_counter() - t0) / n
-        if n == 1:
-            values, infos, reasons, seconds = np.full((1, problem.n_objectives), np.nan), [{}], [_reason(exc)], [wasted]
-        else:
-            parts = [evaluate_guarded(problem, masks[i:i + 1], split) for i in range(n)]
-            values = np.vstack([p[0] for p in parts])
-            infos = [p[1][0] for p in parts]
-            reasons = [p[2][0] for p in parts]
-            seconds = [p[3][0] + wasted for p in parts]
-    for i in range(n):
-        if reasons[i] is None and not np.all(np.isfinite(values[i])):
-            bad = ", ".join(f"{name}={v}" for name, v in zip(problem.objective_names, values[i], strict=True)
-                            if not np.isfinite(v))
-            reasons[i] = f"non-finite objective: {bad}"
-    return values, list(infos), reasons, seconds
-
-
 def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: int = 1, seed: int = 0,
              store: EvaluationStore | None = None, callbacks: Sequence[Callable[[RunProgress], None]] = (),
              run_id: str | None = None, progress: bool | None = None, strategy_name: str | None = None,
-             max_stall: int = 50, max_failures: int = MAX_FAILURES) -> OptimizationResult:
+             max_stall: int = 50, max_failures: int = MAX_FAILURES, evaluator: Evaluator | None = None,
+             max_pending: int | None = None) -> OptimizationResult:
     """Run ``strategy`` on ``problem`` until ``budget`` real evaluations have been received.
 
     Args:
@@ -233,6 +195,17 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
         max_stall: rounds in a row with no new mask before :class:`StrategyStalled` is raised.
         max_failures: failed evaluations in a row (in the order received) before
             :class:`EvaluationsFailed` is raised, after the batch is committed and told.
+        evaluator: where the batches are evaluated (:mod:`framework.evaluators`); default: in this
+            process (:class:`~framework.evaluators.LocalEvaluator`).  The loop binds it to ``problem``;
+            the caller closes it.
+        max_pending: batches asked and not yet told, at most, for a strategy that asks while
+            evaluations are pending (:attr:`Strategy.asks_while_pending`); default: the evaluator's
+            ``slots``.  Other strategies always wait for each batch (one pending).
+
+    With several batches pending, each is committed to the store and told when its evaluation
+    arrives (arrival order); the budget counts the masks in flight too, so a run never receives
+    more than ``budget`` evaluations.  A run that stops (failures in a row) abandons the batches
+    still in flight: they were never received and count nothing.
     """
     if budget < 1:
         raise ValueError(f"budget must be >= 1, got {budget}")
@@ -240,6 +213,8 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if max_failures < 1:
         raise ValueError(f"max_failures must be >= 1, got {max_failures}")
+    if max_pending is not None and max_pending < 1:
+        raise ValueError(f"max_pending must be >= 1, got {max_pending}")
     store = store if store is not None else EvaluationStore(":memory:")
     run_id = run_id or uuid.uuid4().hex[:12]
     name = strategy_name or getattr(strategy, "name", "") or type(strategy).__name__
@@ -257,6 +232,9 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
     info = ProblemInfo.of(problem)
     strategy.setup(info, budget, np.random.default_rng(seed))
     strategy_time += time.perf_counter() - t0
+    evaluator = evaluator if evaluator is not None else LocalEvaluator()
+    evaluator.bind(problem)
+    pending_cap = max(1, max_pending or evaluator.slots) if getattr(strategy, "asks_while_pending", False) else 1
 
     seen: dict[bytes, int] = {}          # packed mask -> index in the run's history
     masks: list[np.ndarray] = []
@@ -270,15 +248,22 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
     stalls = 0
     stop_reason = "budget"
     bar = _progress_bar(budget, progress)
+    batches: list[_Batch] = []           # asked and not yet told, in the order asked
+    by_ticket: dict[int, _Batch] = {}    # batches whose evaluation is in flight
+    inflight: dict[bytes, int] = {}      # packed mask -> ticket of the batch evaluating it
 
     def spent() -> int:
         return len(masks) + len(sens_masks)
+
+    def room() -> int:
+        """Budget units left after what is received and what is in flight."""
+        return budget - spent() - len(inflight)
 
     def serve_sensitivities() -> float:
         """Answer the strategy's sensitivity requests (each new mask: one budget unit)."""
         nonlocal strategy_time, evaluation_cost
         used, repeats = 0.0, 0
-        while spent() < budget:
+        while room() > 0:
             t0 = time.perf_counter()
             req = strategy.sensitivity_request()
             strategy_time += time.perf_counter() - t0
@@ -304,7 +289,7 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
                     hit = payer != run_id   # paid by this run before it was interrupted: its own
                 else:
                     t0 = time.perf_counter()
-                    sens = problem.sensitivities(req, SEARCH)
+                    sens = evaluator.sensitivities(problem, req, SEARCH)
                     dt = time.perf_counter() - t0
                     used += dt
                     evaluation_cost += dt
@@ -320,75 +305,53 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
             strategy_time += time.perf_counter() - t0
         return used
 
-    try:
-        while spent() < budget:
-            if info.has_sensitivities:
-                evaluation_time += serve_sensitivities()
-                if spent() >= budget:
-                    break
-            want = min(batch_size, budget - spent())
-            t0 = time.perf_counter()
-            asked = np.asarray(strategy.ask(want))
-            strategy_time += time.perf_counter() - t0
-            if asked.dtype != np.bool_ or asked.ndim != 2 or asked.shape[1] != space.dim or len(asked) == 0:
-                raise TypeError(f"strategy {name!r} asked {asked.dtype} {list(asked.shape)}; "
-                                f"expected bool[1..{want}, {space.dim}]")
-            if len(asked) > want:
-                raise ValueError(f"strategy {name!r} asked {len(asked)} masks, only {want} allowed this round")
-            bad = ~space.is_valid(asked)
-            if bad.any():
-                raise ValueError(f"strategy {name!r} asked {int(bad.sum())} mask(s) that break the space's "
-                                 f"constraints (max {space.max_pruned} pruned, protected heads kept)")
-            keys = [pack_mask(m) for m in asked]
-            new_rows = []
-            for i, k in enumerate(keys):
-                if k not in seen and k not in (keys[j] for j in new_rows):
-                    new_rows.append(i)
-            answer = np.full((len(asked), problem.n_objectives), np.nan)
-            if new_rows:
-                stalls = 0
-                new = asked[new_rows]
-                stored = store.get(fingerprint, new)
-                todo = [i for i, s in enumerate(stored) if s is None]
-                fresh: dict[int, np.ndarray] = {}
-                why: dict[int, str | None] = {}
-                if todo:
-                    t0 = time.perf_counter()
-                    vals, infos, reasons, secs = evaluate_guarded(problem, new[todo], SEARCH)
-                    evaluation_time += time.perf_counter() - t0
-                    evaluation_cost += sum(secs)   # what the store keeps: a later run is charged the same
-                    fault_point("evaluate")
-                    store.put(fingerprint, new[todo], vals, infos=infos, wall_times=secs, reasons=reasons,
-                              strategy=name, seed=seed, run_id=run_id)
-                    fresh = {i: v for i, v in zip(todo, vals, strict=True)}
-                    why = dict(zip(todo, reasons, strict=True))
-                start = len(masks)
-                hit_now = []
-                for j, row in enumerate(new_rows):
-                    got = stored[j]
-                    if got is None:
-                        v, hit = fresh[j], False
-                    else:
-                        v, hit, why[j] = got.objectives, got.run_id != run_id, got.reason
-                        evaluation_cost += got.wall_time
-                        n_resumed += not hit
-                    seen[keys[row]] = len(masks)
-                    masks.append(asked[row].copy())
-                    values.append(np.asarray(v, dtype=float))
-                    hits.append(hit)
-                    hit_now.append(hit)
-                    if np.all(np.isfinite(values[-1])):
-                        failures_in_row = 0
-                    else:
-                        failures_in_row += 1
-                        last_failure = why.get(j) or "non-finite objective"
-                store.add_trials(run_id, start, fingerprint, new, hit_now)
+    def commit(batch: _Batch, result: BatchResult | None) -> None:
+        """Receive a batch's new masks (from the store, or evaluated now: stored first) into the history."""
+        nonlocal evaluation_cost, n_resumed, failures_in_row, last_failure
+        if not batch.new_rows:
+            return
+        fresh: dict[int, np.ndarray] = {}
+        why: dict[int, str | None] = {}
+        if result is not None:
+            todo, new = batch.todo, batch.new
+            evaluation_cost += sum(result.seconds)   # what the store keeps: a later run is charged the same
+            fault_point("evaluate")
+            store.put(fingerprint, new[todo], result.values, infos=result.infos, wall_times=result.seconds,
+                      reasons=result.reasons, strategy=name, seed=seed, run_id=run_id)
+            fresh = {i: v for i, v in zip(todo, result.values, strict=True)}
+            why = dict(zip(todo, result.reasons, strict=True))
+            for i in todo:
+                inflight.pop(batch.keys[batch.new_rows[i]], None)
+        start = len(masks)
+        hit_now = []
+        for j, row in enumerate(batch.new_rows):
+            got = batch.stored[j]
+            if got is None:
+                v, hit = fresh[j], False
             else:
-                stalls += 1
-                if stalls >= max_stall:
-                    stop_reason = f"stalled: {max_stall} rounds without a new mask"
-                    break
-            for i, k in enumerate(keys):
+                v, hit, why[j] = got.objectives, got.run_id != run_id, got.reason
+                evaluation_cost += got.wall_time
+                n_resumed += not hit
+            seen[batch.keys[row]] = len(masks)
+            masks.append(batch.asked[row].copy())
+            values.append(np.asarray(v, dtype=float))
+            hits.append(hit)
+            hit_now.append(hit)
+            if np.all(np.isfinite(values[-1])):
+                failures_in_row = 0
+            else:
+                failures_in_row += 1
+                last_failure = why.get(j) or "non-finite objective"
+        store.add_trials(run_id, start, fingerprint, batch.new, hit_now)
+
+    def tell_ready() -> None:
+        """Tell every pending batch whose masks have all been received (in the order asked)."""
+        nonlocal strategy_time
+        for batch in [b for b in batches if all(k in seen for k in b.keys)]:
+            batches.remove(batch)
+            asked = batch.asked
+            answer = np.full((len(asked), problem.n_objectives), np.nan)
+            for i, k in enumerate(batch.keys):
                 answer[i] = values[seen[k]]
             t0 = time.perf_counter()
             strategy.tell(asked, answer)
@@ -411,6 +374,59 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
                     f"stopped after {failures_in_row} failed evaluations in a row ({n_failed} of {len(masks)} failed "
                     f"so far; the last: {last_failure}); every evaluation is kept in the store {store.path}: fix "
                     "the problem or its settings, then start a new run")
+
+    try:
+        while True:
+            while stop_reason == "budget" and len(batches) < pending_cap and room() > 0:
+                if info.has_sensitivities:
+                    evaluation_time += serve_sensitivities()
+                    if room() <= 0:
+                        break
+                want = min(batch_size, room())
+                t0 = time.perf_counter()
+                asked = np.asarray(strategy.ask(want))
+                strategy_time += time.perf_counter() - t0
+                if asked.dtype != np.bool_ or asked.ndim != 2 or asked.shape[1] != space.dim or len(asked) == 0:
+                    raise TypeError(f"strategy {name!r} asked {asked.dtype} {list(asked.shape)}; "
+                                    f"expected bool[1..{want}, {space.dim}]")
+                if len(asked) > want:
+                    raise ValueError(f"strategy {name!r} asked {len(asked)} masks, only {want} allowed this round")
+                bad = ~space.is_valid(asked)
+                if bad.any():
+                    raise ValueError(f"strategy {name!r} asked {int(bad.sum())} mask(s) that break the space's "
+                                     f"constraints (max {space.max_pruned} pruned, protected heads kept)")
+                keys = [pack_mask(m) for m in asked]
+                new_rows: list[int] = []
+                for i, k in enumerate(keys):
+                    if k not in seen and k not in inflight and k not in (keys[j] for j in new_rows):
+                        new_rows.append(i)
+                batch = _Batch(asked, keys, new_rows)
+                if new_rows:
+                    stalls = 0
+                    batch.new = asked[new_rows]
+                    batch.stored = store.get(fingerprint, batch.new)
+                    batch.todo = [i for i, s in enumerate(batch.stored) if s is None]
+                else:
+                    stalls += 1
+                    if stalls >= max_stall:
+                        stop_reason = f"stalled: {max_stall} rounds without a new mask"
+                        break
+                batches.append(batch)
+                if batch.todo:
+                    ticket = evaluator.submit(batch.new[batch.todo], SEARCH)
+                    by_ticket[ticket] = batch
+                    for i in batch.todo:
+                        inflight[keys[new_rows[i]]] = ticket
+                else:
+                    commit(batch, None)
+                    tell_ready()
+            if not by_ticket:
+                break
+            t0 = time.perf_counter()
+            result = evaluator.next_done()
+            evaluation_time += time.perf_counter() - t0
+            commit(by_ticket.pop(result.ticket), result)
+            tell_ready()
     finally:
         if bar is not None:
             bar.close()
@@ -426,6 +442,20 @@ def optimize(problem: Problem, strategy: Strategy, budget: int, *, batch_size: i
         run_id=run_id, strategy_options=options, stop_reason=stop_reason,
         sensitivity_masks=np.array(sens_masks, dtype=bool).reshape(-1, space.dim),
         sensitivity_spent=np.array(sens_spent, dtype=int), evaluation_cost=evaluation_cost, n_resumed=n_resumed)
+
+
+@dataclass(eq=False)   # compared by identity
+class _Batch:
+    """A batch the strategy asked: its masks, their keys, the rows new to the run (``new`` =
+    ``asked[new_rows]``), what the store held for each new row, and the new rows still to evaluate
+    (``todo``, indices into ``new_rows``)."""
+
+    asked: np.ndarray
+    keys: list[bytes]
+    new_rows: list[int]
+    new: np.ndarray | None = None
+    stored: list = field(default_factory=list)
+    todo: list[int] = field(default_factory=list)
 
 
 def _progress_bar(total: int, progress: bool | None):

@@ -51,7 +51,7 @@ from framework.verdict import (
 
 __all__ = ["start_run", "resume_run", "finish_run", "choose_mask", "verify_choice", "Choice", "result_to_json",
            "evaluate_on_split", "split_hypervolume", "RUN_FILE", "ProgressLines", "read_run_config", "finished_run",
-           "check_prunable", "check_same_problem", "setting_differences", "format_duration"]
+           "check_prunable", "check_same_problem", "setting_differences", "format_duration", "EXECUTOR_SETTINGS"]
 
 RUN_FILE = "run.json"
 
@@ -157,10 +157,19 @@ def finished_run(run_dir: str | Path) -> str | None:
     return f"{out} is a finished run ({how}); nothing to resume (report: {report})"
 
 
+#: The run settings that say where evaluations run (``resume`` may change them: they change no value).
+EXECUTOR_SETTINGS = ("executor", "address", "workers", "worker_cpus", "pending")
+
+
 def resume_run(run_dir: str | Path, *, progress: bool | None = None, progress_lines: bool = False,
-               callbacks: Sequence[Callable[[RunProgress], None]] = (), log: Callable[[str], None] = print) -> Path:
+               callbacks: Sequence[Callable[[RunProgress], None]] = (), log: Callable[[str], None] = print,
+               executor: dict[str, Any] | None = None) -> Path:
     """Continue an interrupted run to its budget: the strategy is replayed with the same seed
     and answered from the store (no evaluation is paid twice), then continues.
+
+    ``executor``: settings among :data:`EXECUTOR_SETTINGS` to resume with instead of the run's
+    (``{"executor": "ray", "workers": 4}``); a new ``executor`` drops the run's other executor
+    settings.  Default: where the run evaluated.
 
     A finished run (:func:`finished_run`) is left as it is (logged).  A run whose problem no longer
     has the fingerprint of its stored evaluations (the model, data or metric settings changed) is
@@ -171,6 +180,19 @@ def resume_run(run_dir: str | Path, *, progress: bool | None = None, progress_li
     if note is not None:
         log(note)
         return out
+    given = {k: v for k, v in (executor or {}).items() if v is not None}
+    unknown = sorted(set(given) - set(EXECUTOR_SETTINGS))
+    if unknown:
+        raise ValueError(f"resume: unknown executor settings {unknown} (known: {', '.join(EXECUTOR_SETTINGS)})")
+    if "executor" in given:
+        for key in EXECUTOR_SETTINGS:
+            setattr(cfg, key, RunConfig.__dataclass_fields__[key].default)
+    for key, value in given.items():
+        setattr(cfg, key, value)
+    from framework.evaluators import check_executor
+
+    check_executor(cfg.executor, address=cfg.address, workers=cfg.workers, worker_cpus=cfg.worker_cpus,
+                   pending=cfg.pending)
     problem = PROBLEMS.create(cfg.problem, **cfg.problem_options)
     try:
         check_same_problem(out, cfg, problem)
@@ -226,12 +248,20 @@ def _execute(cfg: RunConfig, out: Path, problem: Problem, *, progress, progress_
     strategy = STRATEGIES.create(cfg.strategy, **cfg.strategy_options)
     if progress_lines:
         callbacks = [*callbacks, ProgressLines(problem.objective_names)]
+    from framework.evaluators import make_evaluator
+
     with EvaluationStore(cfg.store) as store:
         done = len(store.trials(cfg.run_id)) + len(store.sensitivity_trials(cfg.run_id or ""))
         if done:
             log(f"resuming run {cfg.run_id}: {done} budget units already paid, replaying the strategy")
-        result = optimize(problem, strategy, cfg.budget, batch_size=cfg.batch_size, seed=cfg.seed, store=store,
-                          callbacks=callbacks, run_id=cfg.run_id, progress=progress, strategy_name=cfg.strategy)
+        evaluator = make_evaluator(cfg.executor, problem_name=cfg.problem, problem_options=cfg.problem_options,
+                                   address=cfg.address, workers=cfg.workers, worker_cpus=cfg.worker_cpus)
+        try:
+            result = optimize(problem, strategy, cfg.budget, batch_size=cfg.batch_size, seed=cfg.seed, store=store,
+                              callbacks=callbacks, run_id=cfg.run_id, progress=progress, strategy_name=cfg.strategy,
+                              evaluator=evaluator, max_pending=cfg.pending)
+        finally:
+            evaluator.close()
         write_result(out, result, cfg, strategy_diagnostics=_diagnostics(strategy))
         finish_run(out, problem, result, cfg, store, log=log)
     return out

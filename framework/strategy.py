@@ -79,10 +79,21 @@ class Strategy(ABC):
     with :meth:`tell_sensitivities` (a :class:`~framework.problem.Sensitivities`), at the cost of
     one real evaluation of the budget (free when the run already received that mask's
     sensitivities), and the loop asks again until the strategy returns ``None``.
+
+    Asking while evaluations are pending: with an evaluator that runs several batches at once
+    (``--executor ray``), the loop asks a strategy whose class sets ``asks_while_pending = True``
+    for the next batch before the values of the previous ones arrived (up to ``--pending``
+    batches), and tells each batch when its values arrive, in arrival order, which can differ
+    from run to run.  Declare it only when ``ask`` works without a ``tell`` in between and what it
+    asks does not depend on the order of tells (``random`` does: its asks depend on its seed
+    alone); then a run gives the same evaluations and front as one evaluated in process.  Every
+    other strategy (the default ``False``) is asked again only after its batch was told.
     """
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    #: the loop may ask again before the last batch was told (see above)
+    asks_while_pending: ClassVar[bool] = False
 
     problem: ProblemInfo
     budget: int

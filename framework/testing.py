@@ -270,6 +270,24 @@ class StrategyContractSuite:
         np.testing.assert_array_equal(a.values, b.values)
         np.testing.assert_array_equal(a.sensitivity_masks, b.sensitivity_masks)
 
+    def test_asks_while_pending_only_if_the_order_of_tells_does_not_matter(self, strategy_name):
+        """A strategy that declares ``asks_while_pending`` is asked again before its batches were told,
+        then told them in the order they arrive (``--executor ray``): what it asks must not depend on
+        that order.  Skipped for a strategy that waits for each batch (the default)."""
+        if not getattr(self.make_strategy(strategy_name), "asks_while_pending", False):
+            pytest.skip(f"{strategy_name} waits for each batch (asks_while_pending is False)")
+        problem = contract_problem(sensitivities=False)
+
+        def asks(in_order: bool) -> np.ndarray:
+            s = self.make_strategy(strategy_name)
+            s.setup(ProblemInfo.of(problem), self.budget, np.random.default_rng(3))
+            a, b = s.ask(4), s.ask(4)   # two batches pending, none told
+            for m in ((a, b) if in_order else (b, a)):
+                s.tell(m, problem.evaluate(m))
+            return np.vstack([a, b, s.ask(4)])
+
+        np.testing.assert_array_equal(asks(True), asks(False))
+
     def test_resumes_without_paying_again(self, strategy_name, tmp_path):
         name, budget = strategy_name, self.budget
         problem = contract_problem()

@@ -20,6 +20,7 @@ bias, the other objective(s) for the utility cost.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -57,6 +58,15 @@ def _brute_force_front(space: HeadSpace, values_of: Callable[[np.ndarray], np.nd
             cand = np.vstack([best, values_of(masks)])
             best = cand[non_dominated(cand)]
     return np.unique(best, axis=0)
+
+
+def _burn_cpu(seconds: float) -> None:
+    """Keep this thread busy for ``seconds`` of its own CPU time (not wall time: two such loops
+    sharing one core take twice as long, as real evaluations would)."""
+    end = time.thread_time() + seconds
+    x = 0
+    while time.thread_time() < end:
+        x += 1
 
 
 def _instance_sha(*arrays: np.ndarray) -> str:
@@ -98,7 +108,7 @@ class RhoMNKProblem(NoisyFlipSensitivities, Problem):
 
     def __init__(self, *, n_bits: int = 64, k: int = 2, rho: float = 0.0, n_objectives: int = 2, seed: int = 0,
                  max_pruned_fraction: float = 1.0, protected: Iterable[int] = (),
-                 sensitivity_noise: float | list[float] | None = None) -> None:
+                 sensitivity_noise: float | list[float] | None = None, cost_seconds: float = 0.0) -> None:
         """Args:
             n_bits: number of bits ``N`` (mask length), ``>= 1``.
             k: epistatic links per bit ``K``, ``0 <= K < N`` (``0`` = additive objectives).
@@ -110,7 +120,13 @@ class RhoMNKProblem(NoisyFlipSensitivities, Problem):
             protected: bit indices that must stay True (passed to the space).
             sensitivity_noise: offer noisy head sensitivities with this noise ratio (one value or
                 one per objective; :mod:`objectives.noisy_sensitivities`); ``None``: none.
+            cost_seconds: CPU seconds each mask's evaluation burns in a busy loop, a stand-in for the
+                cost of a real evaluation (throughput and fault tests of the evaluators); it changes
+                no value, so it is not part of the fingerprint.
         """
+        if not (isinstance(cost_seconds, int | float) and cost_seconds >= 0):
+            raise ValueError(f"cost_seconds must be >= 0, got {cost_seconds!r}")
+        self.cost_seconds = float(cost_seconds)
         self.n_bits, self.k, self.rho = int(n_bits), int(k), float(rho)
         self.m, self.seed = int(n_objectives), int(seed)
         self.sensitivity_noise = noise_ratios(sensitivity_noise, self.m)
@@ -159,6 +175,8 @@ class RhoMNKProblem(NoisyFlipSensitivities, Problem):
             idx = self.contribution_index(masks[start:start + _BLOCK])
             for o in range(self.m):
                 out[start:start + len(idx), o] = 1.0 - self.tables[o, cols, idx].mean(axis=1)
+        if self.cost_seconds:
+            _burn_cpu(self.cost_seconds * len(masks))
         return out
 
     def describe(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ class RandomSearch(Strategy):
     """Random valid masks, pruning ratio drawn per mask from U(0, max_ratio)."""
 
     summary = "random valid masks, pruning ratio drawn per mask (the baseline floor)"
+    asks_while_pending = True  # its asks depend on its seed alone, never on what it was told
 
     def __init__(self, *, max_ratio: float | None = None) -> None:
         """Args:

@@ -188,7 +188,7 @@ def test_interleaved_ratios(lm):
 # bootstrap) against bare forward passes of the same batches by a hook-free copy of the model
 # (target <= 1.10).  ``throughput_k_masks``: K = 1, 4, 16 random masks evaluated with K masks per
 # pass against one per pass (prefix reuse off in both), on the default problem cut to 36 pronoun
-# items and 4 windows (so that K = 16 stays short).  ``throughput_prefix``: prefix reuse against
+# items and 2 windows (so that K = 16 stays short).  ``throughput_prefix``: prefix reuse against
 # full passes on the default problem for 6 single-flip neighbours of a mask pruning two late
 # heads and for a batch of 10 masks ``surrogate-sa`` asked (benchmarks/throughput.py), giving
 # the default problem's evaluations per hour on this machine.
@@ -271,7 +271,7 @@ def test_throughput_k_masks(benchmark):
 
     threads = torch.get_num_threads()
     torch.set_num_threads(THREADS)
-    problem = MaskedLMProblem(device="cpu", n_pronoun_occupations=4, n_windows=4)
+    problem = MaskedLMProblem(device="cpu", n_pronoun_occupations=4, n_windows=2)
     figures: dict = {}
     try:
         problem.baseline("search")
@@ -297,7 +297,7 @@ def test_throughput_k_masks(benchmark):
     finally:
         problem.close()
         torch.set_num_threads(threads)
-    _report(benchmark, f"K masks in one pass vs K passes (36 pronoun items, 4 windows, {THREADS} threads)", figures)
+    _report(benchmark, f"K masks in one pass vs K passes (36 pronoun items, 2 windows, {THREADS} threads)", figures)
     assert all(v > 0 for v in figures.values())
 
 

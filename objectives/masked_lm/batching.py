@@ -11,11 +11,12 @@ own.  So the data loop stays in the metric code and the mask loop moves inside e
 
 - **Several masks per pass** (``masks_per_pass``): the batch is repeated ``k`` times with one
   mask per copy (per-row masks of :class:`~objectives.masked_lm.masking.HeadMasker`).  ``None``
-  picks: 1 on CPU (the forward passes of the default problem already fill 2 cores: batching
-  gave no gain there, ``benchmarks/perf/bench_masking.py``), on CUDA the most that fit in 80% of
-  the free memory (``torch.cuda.mem_get_info``) given the peak memory of a one-mask pass of that
-  batch, at most ``max_masks_per_pass``.  On out-of-memory the number is halved and the pass
-  retried (one ``logging`` warning line).
+  picks: 1 on CPU (exact: a mask's values never depend on what it is evaluated with, and the
+  masks of a batch reuse each other's layers; ``benchmarks/perf/bench_masking.py`` measures what
+  ``K > 1`` gains on a given machine, where ``masks_per_pass=K`` trades that exactness for it),
+  on CUDA the most that fit in 80% of the free memory (``torch.cuda.mem_get_info``) given the
+  peak memory of a one-mask pass of that batch, at most ``max_masks_per_pass``.  On
+  out-of-memory the number is halved and the pass retried (one ``logging`` warning line).
 - **Prefix reuse** (``prefix_reuse``): the hidden states entering layer ``l`` depend only on the
   masks of layers ``< l``.  Masks are processed in lexicographic (layer-major, keep first) order;
   a mask whose first ``d`` layers agree with the previous mask's (or are all kept: the unpruned

@@ -212,9 +212,11 @@ class MaskedLMProblem(Problem):
         pair_file, pair_columns: the user pair file of ``bias_metric="pairs"`` and its column names.
         choice_file, choice_columns: a multiple-choice file for the ``accuracy`` metric.
         masks_per_pass: masks evaluated in one forward pass (the batch repeated, one mask per copy;
-            :mod:`~objectives.masked_lm.batching`); ``None``: 1 on CPU, on CUDA as many as fit in
-            the free memory (halved and retried on out-of-memory).  Values do not depend on it
-            (bit-identical on CPU), so it is no part of the fingerprint.
+            :mod:`~objectives.masked_lm.batching`); ``None``: 1 on CPU (bit-identical whatever a
+            mask is evaluated with), on CUDA as many as fit in the free memory (halved and retried
+            on out-of-memory).  With more than 1 a mask's values may change in the last bits with
+            the masks it shares a pass with (float32: within 1e-5 relative), so it is no part of
+            the fingerprint.
         prefix_reuse: compute the layers on which the masks of a batch agree once (exact: the
             values are bit-identical to full passes); the unpruned model's layer outputs are kept.
         prefix_cache_mb: memory for those recorded layer outputs (deeper layers are recomputed).

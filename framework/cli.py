@@ -180,25 +180,33 @@ def build_parser() -> argparse.ArgumentParser:
 def add_executor_arguments(p: argparse.ArgumentParser, *, resume: bool = False, bench: bool = False) -> None:
     """``--executor``, ``--address``, ``--workers`` (and ``--worker-cpus``, ``--pending`` for run and
     resume): where real evaluations run (:mod:`framework.evaluators`)."""
-    what = "cells" if bench else "evaluations"
-    default = "the run's executor" if resume else "local"
-    p.add_argument("--executor", choices=["local", "ray"],
-                   help=f"where {what} run: local (this process) or ray (a pool of Ray workers; needs "
-                        f"pip install 'headrepair[ray]') (default: {default})")
+    if resume:
+        p.add_argument("--executor", choices=["local", "ray"],
+                       help="where the rest of the evaluations run, local or ray: it changes no value (default: "
+                            "the run's executor settings; a new --executor drops the run's --address, --workers, "
+                            "--worker-cpus and --pending)")
+    else:
+        what = "cells run: local (processes of this machine) or ray (one Ray task per cell" if bench else \
+            "evaluations run: local (this process) or ray (a pool of Ray worker actors"
+        p.add_argument("--executor", choices=["local", "ray"],
+                       help=f"where {what}; needs pip install 'headrepair[ray]') (default: local)")
     p.add_argument("--address", help="ray: address of a running cluster (`ray start --head` prints it) (default: "
-                                     "start a local Ray instance and shut it down at the end)")
+                                     + ("the run's; without one, " if resume else "")
+                                     + "start a local Ray instance and shut it down at the end)")
     if bench:
         p.add_argument("--workers", type=int,
                        help="ray: CPUs of the local Ray instance, one cell each at a time (default: this machine's "
                             "CPUs; on a cluster every CPU it has)")
         return
+    run_s = "the run's; without one, " if resume else ""
     p.add_argument("--workers", type=int,
-                   help="ray: worker actors, each holding the problem (default: one per GPU of the cluster, else "
-                        "one per --worker-cpus CPUs; a local Ray instance gets workers x worker-cpus CPUs)")
-    p.add_argument("--worker-cpus", type=int, help="ray: CPUs (and torch threads) per worker (default: 1)")
+                   help=f"ray: worker actors, each holding the problem (default: {run_s}one per GPU of the cluster, "
+                        "else one per --worker-cpus CPUs; a local Ray instance gets workers x worker-cpus CPUs)")
+    p.add_argument("--worker-cpus", type=int,
+                   help=f"ray: CPUs (and torch threads) per worker (default: {run_s}1)")
     p.add_argument("--pending", type=int,
                    help="ray: batches in flight at once for a strategy that asks while evaluations are pending "
-                        "(random; the others wait for each batch) (default: the number of workers)")
+                        f"(random; the others wait for each batch) (default: {run_s}the number of workers)")
 
 
 _PLUGIN_COMMANDS: dict[str, Any] = {}

@@ -351,6 +351,11 @@ class RayEvaluator(Evaluator):
         self.n_restarts += 1
 
     def bind(self, problem) -> None:
+        """Start the actors (once: binding again, e.g. for a second run, keeps them) and check that
+        they built a problem with ``problem``'s fingerprint."""
+        if self._pool.actors:
+            self._check_fingerprint(problem)
+            return
         ray = self._ray = self._session.__enter__()
         try:
             resources = ray.cluster_resources()
@@ -361,16 +366,19 @@ class RayEvaluator(Evaluator):
             self._cls = ray.remote(_Worker)
             for i in range(n):
                 self._start_actor(self._fault if i == 0 else "")
-            want = problem.fingerprint("search")
-            got = ray.get([a.fingerprint.remote("search") for a in self._pool.actors])
-            if any(g != want for g in got):
-                raise ValueError(f"the Ray workers built problem {self.problem_name!r} with another fingerprint than "
-                                 "this process (another version of headrepair, its model or its data on the "
-                                 "workers?); install the same package and make the same files reachable on "
-                                 "every node")
+            self._check_fingerprint(problem)
         except BaseException:
             self.close()
             raise
+
+    def _check_fingerprint(self, problem) -> None:
+        want = problem.fingerprint("search")
+        got = self._ray.get([a.fingerprint.remote("search") for a in self._pool.actors])
+        if any(g != want for g in got):
+            raise ValueError(f"the Ray workers built problem {self.problem_name!r} with another fingerprint than "
+                             "this process (another version of headrepair, its model or its data on the "
+                             "workers?); install the same package and make the same files reachable on "
+                             "every node")
 
     def actors(self) -> list[Any]:
         """The live actors (tests kill one to check that nothing is lost)."""

@@ -293,10 +293,11 @@ def test_cuda_bf16_masks_per_pass_from_free_memory(deep_gqa, caplog):
 
 @cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_problem_defaults_to_bf16_and_batches(tmp_path):
+def test_cuda_problem_defaults_to_bf16_and_batches(tmp_path, monkeypatch):
     from objectives.masked_lm.problem import MaskedLMProblem
     from objectives.masked_lm.tiny import CORPUS_WORDS, save_tiny_llama
 
+    monkeypatch.setenv("HEADREPAIR_CACHE", str(tmp_path / "cache"))  # baselines stay in the test's folder
     corpus = tmp_path / "corpus.txt"
     rng = np.random.default_rng(0)
     corpus.write_text("\n\n".join(" ".join(rng.choice(CORPUS_WORDS, 80)) for _ in range(12)))

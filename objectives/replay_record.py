@@ -70,7 +70,7 @@ def _neighbours(masks: np.ndarray, values: np.ndarray, base: np.ndarray, n: int,
         if m.tobytes() not in seen and (~m).sum() <= max_pruned:
             seen.add(m.tobytes())
             out.append(m)
-    return np.array(out)
+    return np.array(out, dtype=bool).reshape(-1, masks.shape[1])
 
 
 class EvaluationLog:
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         return out
 
     def run(masks: np.ndarray, label: str) -> tuple[np.ndarray, np.ndarray]:
-        s, h = [], []
+        s, h = [np.zeros((0, problem.n_objectives))], [np.zeros((0, problem.n_objectives))]
         for i in range(0, len(masks), args.batch):
             chunk = masks[i:i + args.batch]
             s.append(evaluate(chunk, SEARCH))

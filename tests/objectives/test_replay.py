@@ -1,5 +1,6 @@
-"""The replay problem answers from a recording with a boosted-tree regressor (checked on a
-generated recording with a known structure; the real one is made by objectives/replay_record.py)."""
+"""The replay problem answers from a recording with ridge regression plus boosted trees on its
+residuals (checked on a generated recording with a known structure; the real one is made by
+objectives/replay_record.py)."""
 
 from __future__ import annotations
 
@@ -50,33 +51,42 @@ def test_replay_missing_recording_is_a_clear_error(tmp_path):
 
 
 def test_shipped_recording_is_real_and_registered():
-    """The recording in the repository: >= 1,000 distinct masks of the embedded model measured on
-    the search and held-out splits, with how it was made; `replay` is a registered problem."""
+    """The recording in the repository: 647 distinct masks of the embedded model of four kinds,
+    measured with the default metrics at their default sizes on the search and held-out splits,
+    with how it was made; `replay` is a registered problem whose regressor predicts bias and
+    perplexity of unseen masks, where strategies search too."""
+    from inspect import signature
+
     from framework.problem import HELDOUT, SEARCH
     from framework.registry import PROBLEMS
+    from objectives.masked_lm.problem import MaskedLMProblem
     from objectives.replay import DEFAULT_RECORDING
 
     assert DEFAULT_RECORDING.stat().st_size < 2_000_000  # small enough for the repository
     rec = load_recording()
     masks, meta = rec["masks"], rec["meta"]
-    assert masks.shape[1] == 270 and len(masks) >= 1000 and len(np.unique(masks, axis=0)) == len(masks)
+    assert masks.shape[1] == 270 and len(masks) >= 600 and len(np.unique(masks, axis=0)) == len(masks)
     assert np.isfinite(rec["search"]).all() and np.isfinite(rec["heldout"]).all()
-    # the shipped recording was made when the script was benchmarks/record_replay.py
-    made_with = ("python -m objectives.replay_record", "python -m benchmarks.record_replay")
-    assert meta["made_with"].startswith(made_with) and meta["problem"]["model"]
-    assert {"n_templates", "n_windows", "window", "stride"} <= set(meta["problem"])
-    # knock-outs, random masks and neighbours, as documented
-    assert meta["n_knockouts"] == 270 and meta["n_random"] + meta["n_neighbours"] == len(masks) - 270
+    assert meta["made_with"].startswith("python -m objectives.replay_record") and meta["problem"]["model"]
+    # the default bias objective, at the default sizes (no --set cut them)
+    assert meta["problem_options"] == {} and meta["problem"]["bias_metric"] == (
+        signature(MaskedLMProblem).parameters["bias_metric"].default)
+    counts = meta["n_per_kind"]
+    assert counts == {k: int((rec["kinds"] == i).sum()) for i, k in enumerate(meta["kinds"])}
+    assert counts["knockout"] == 270 and counts["random"] >= 200 and counts["neighbour"] > 0 and counts["proposed"] > 0
     p = PROBLEMS.create("replay")
     assert p.splits == (SEARCH, HELDOUT) and p.space.dim == 270
     assert np.array_equal(p.evaluate(p.space.keep_all())[0], rec["baseline"][0])
     acc = p.accuracy
     assert set(acc) == {f"{s}/{o}" for s in (SEARCH, HELDOUT) for o in p.objective_names}
-    # perplexity is predictable from the mask; held-out accuracy is measured, whatever it is
-    assert acc["search/perplexity"]["spearman"] > 0.7 and acc["heldout/perplexity"]["spearman"] > 0.7
     assert all(np.isfinite(v["r2"]) and v["n"] == len(masks) for v in acc.values())   # out of fold: every record
+    # unseen masks are predicted: pooled, and on the masks strategies proposed (boosted trees alone
+    # failed here: bias R^2 below 0)
+    for key in acc:
+        assert acc[key]["r2"] > 0.6 and acc[key]["spearman"] > 0.6, (key, acc[key])
+        assert p.accuracy_by_region[key]["masks proposed by strategies"]["spearman"] > 0.6
     regions = p.accuracy_by_region["search/bias"]
-    assert regions["single-head knock-outs"]["n"] == 270 and sum(k.startswith("masks, ") for k in regions) >= 3
+    assert regions["single-head knock-outs"]["n"] == 270 and sum(k.startswith("random masks, ") for k in regions) >= 3
 
 
 def test_recorder_tags_kinds_and_resumes_from_its_log_without_paying(tiny_dir, corpus_file, tmp_path, monkeypatch):

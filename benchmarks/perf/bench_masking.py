@@ -24,6 +24,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
 
+from benchmarks.throughput import random_masks as _masks
 from objectives.masked_lm.masking import HeadMasker
 
 K = 4  # masks per batched pass
@@ -48,14 +49,6 @@ def lm(request):
         model = AutoModelForCausalLM.from_config(config).eval()
     ids = torch.randint(3, vocab, (BATCH, LENGTH), generator=torch.Generator().manual_seed(0))
     return request.param, model, ids
-
-
-def _masks(dim: int, n: int, fraction: float = 0.1, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    out = np.ones((n, dim), dtype=bool)
-    for row in out:
-        row[rng.choice(dim, size=max(1, round(fraction * dim)), replace=False)] = False
-    return out
 
 
 def _forward(model, ids: torch.Tensor) -> torch.Tensor:

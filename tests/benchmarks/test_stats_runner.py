@@ -286,3 +286,32 @@ def test_replay_proposals_takes_fronts_first_and_never_repeats(tmp_path):
     assert len(picked) == 12 and len({tuple(p) for p in picked}) == 12 and all(p for p in picked)
     firsts = {tuple(np.flatnonzero(~found[s][0][0]).tolist()) for s in found}
     assert firsts <= {tuple(p) for p in picked[:2]}     # each strategy's first front mask leads
+
+
+def test_report_checks_the_goal_cell_by_cell(tmp_path):
+    def rec(prob, budget, strategy, seed, hv, ho=None, curve=None):
+        return {"problem": prob, "budget": budget, "strategy": strategy, "seed": seed, "hv_final": hv, "hv_25": hv,
+                "hv_50": hv, "hv_front_heldout": ho, "hv_curve": curve or [hv] * budget, "front": [[0.5, 0.5]]}
+
+    records = []
+    for i in range(10):
+        e = 0.001 * i
+        # a: the default is best (and best held-out); b: nsga2 wins clearly (worse), held-out level;
+        # c: random's median is higher by a hair (n.s.); held-out level on b: n.s. against the first of equals
+        records += [rec("a", 200, "surrogate-sa", i, 0.9 + e, 0.8, [0.1] * 49 + [0.95] * 151),
+                    rec("a", 200, "nsga2", i, 0.5 + e, 0.7), rec("a", 200, "random", i, 0.4 + e, 0.6),
+                    rec("b", 200, "surrogate-sa", i, 0.3 + e, 0.5), rec("b", 200, "nsga2", i, 0.8 + e, 0.5),
+                    rec("b", 200, "random", i, 0.2 + e, 0.5),
+                    rec("c", 200, "surrogate-sa", i, 0.5 + 0.01 * i), rec("c", 200, "nsga2", i, 0.1 + e),
+                    rec("c", 200, "random", i, 0.5 + 0.01 * (9 - i) + 0.0001)]
+    text = write_bench_report(tmp_path, records, suite_name="t").read_text()
+    goal = text.split("## Goal check")[1]
+    assert "| a | 200 | best | best | 1.00 | 1.00 |" in goal
+    assert "| b | 200 | worse vs nsga2 (p=0.000183) | n.s. vs random (p=1) | 0.00 (below 0.71) | 1.00 |" in goal
+    assert "| c | 200 | n.s. vs random (p=" in goal and "| – | 1.00 | 0.45 (below 0.71) |" in goal
+    assert ("Strictly best on 1 of 3 pairs (goal: at least 2); best or not significantly worse on 2 of 3 "
+            "(goal: all); held-out fronts best or not significantly worse on 2 of 2; A12 >= 0.71 against "
+            "`nsga2` on 2 of 3, `random` on 2 of 3.") in goal
+    # a: nsga2's median at 200 is 0.5045, the default's median curve reaches it at evaluation 50
+    assert "| a | 0.504 | 50 (goal met) |" in goal
+    assert "| b | 0.804 | not within 200 |" in goal

@@ -45,6 +45,30 @@ def test_replay_fits_recording_and_reports_accuracy(tmp_path):
     assert np.allclose(p.ref_point, [0.55, 25.0]) and np.allclose(p.bounds, [[0.0, 20.0], [0.55, 25.0]])
 
 
+def test_replay_never_answers_beyond_the_recorded_values(tmp_path):
+    """Pruning every head whose recorded effect lowered the bias sums their effects far beyond
+    the recorded range unless predictions are clipped to it (per split and objective)."""
+    path = tmp_path / "rec.npz"
+    masks, search, heldout = _recording(path)
+    free = ReplayProblem(recording=str(path), max_pruned_fraction=1.0, clip_to_recorded=False)
+    clipped = ReplayProblem(recording=str(path), max_pruned_fraction=1.0)
+    assert free.fingerprint() != clipped.fingerprint()   # a store never mixes their answers
+    # the heads whose knock-out lowers the recorded bias the most, all pruned at once
+    effect = np.array([search[~masks[:, h], 0].mean() - search[masks[:, h], 0].mean() for h in range(24)])
+    extreme = np.ones((1, 24), dtype=bool)
+    extreme[0, effect < 0] = False
+    for split, Y in (("search", search), ("heldout", heldout)):
+        lo, hi = Y.min(axis=0), Y.max(axis=0)
+        assert np.allclose(clipped.recorded_range(split)[0], lo) and np.allclose(clipped.recorded_range(split)[1], hi)
+        assert free.evaluate(extreme, split)[0, 0] < lo[0]          # extrapolated below every real value
+        y = clipped.evaluate(np.vstack([extreme, masks[:50]]), split)
+        assert np.all(y >= lo - 1e-12) and np.all(y <= hi + 1e-12)
+        assert y[0, 0] == lo[0]
+        # inside the range the answers are the regressor's, unchanged
+        inside = np.all((free.evaluate(masks[:50], split) > lo) & (free.evaluate(masks[:50], split) < hi), axis=1)
+        assert inside.sum() > 25 and np.array_equal(y[1:][inside], free.evaluate(masks[:50], split)[inside])
+
+
 def test_replay_missing_recording_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="replay_record"):
         ReplayProblem(recording=str(tmp_path / "none.npz"))

@@ -19,7 +19,8 @@ def register(sub) -> callable:
                                    "cells are not rerun. `headrepair report DIR` regenerates the report. Progress: a "
                                    "bar on a terminal; when stdout is not a terminal (a pipe, a log, CI) one line per "
                                    "finished cell: cells done/total, elapsed and estimated remaining time.")
-    p.add_argument("--suite", required=True, help="suite name (smoke, synthetic, replay, real) or TOML path")
+    names = ", ".join(sorted(f.stem for f in (Path(__file__).parent / "suites").glob("*.toml")))
+    p.add_argument("--suite", required=True, help=f"suite name ({names}) or TOML path")
     p.add_argument("--seeds", type=int, help="number of seeds (default: the suite's)")
     p.add_argument("--jobs", type=int, default=1, help="cells run in parallel local processes (local executor)")
     p.add_argument("--out", required=True, help="benchmark directory")

@@ -341,20 +341,27 @@ def _goal(groups) -> list[str]:
     moon = []
     for prob in sorted({p for p, _ in pairs}):
         target_rows = groups.get((prob, 200), {}).get("nsga2", [])
-        runs = max((b for (p, b), g in groups.items() if p == prob and REFERENCE_STRATEGY in g), default=0)
-        if not target_rows or runs < 60:
+        budgets = sorted(b for (p, b), g in groups.items() if p == prob and REFERENCE_STRATEGY in g)
+        if not target_rows or not budgets:
             continue
         target = median_iqr(_values(target_rows, "hv_final"))[0]
-        rows = groups[(prob, runs)][REFERENCE_STRATEGY]
-        n_curve = min(len(r["hv_curve"]) for r in rows)
-        curve = np.median(np.array([r["hv_curve"][:n_curve] for r in rows]), axis=0)
-        hit = np.flatnonzero(curve >= target)
-        moon.append(f"| {prob} | {_f(target, 3)} | " + (f"{hit[0] + 1}" if len(hit) else f"not within {n_curve}")
-                    + (" (goal met)" if len(hit) and hit[0] + 1 <= 60 else "") + " |")
+        hits = {}   # budget of the default's runs -> first evaluation its median curve reaches the target
+        for b in budgets:
+            rows = groups[(prob, b)][REFERENCE_STRATEGY]
+            n_curve = min(len(r["hv_curve"]) for r in rows)
+            curve = np.median(np.array([r["hv_curve"][:n_curve] for r in rows]), axis=0)
+            hit = np.flatnonzero(curve >= target)
+            hits[b] = int(hit[0]) + 1 if len(hit) else None
+        per_budget = ", ".join(f"{b}: {h if h is not None else '-'}" for b, h in hits.items())
+        found = [h for h in hits.values() if h is not None]
+        best = min(found) if found else None
+        moon.append(f"| {prob} | {_f(target, 3)} | {per_budget} | "
+                    + (f"{best}{' (goal met)' if best <= 60 else ''}" if best is not None else "not reached") + " |")
     if moon:
-        lines += ["Moonshot: evaluations the default's median anytime HV (its longest budget) needs to reach "
-                  "`nsga2`'s median final HV at budget 200 (goal: within 60).", "",
-                  "| problem | nsga2 at 200 | default reaches it at |", "|---|---|---|"] + moon + [""]
+        lines += ["Moonshot: evaluations after which the default's median anytime HV reaches `nsga2`'s median "
+                  "final HV at budget 200, in the default's runs of each budget (its design takes a share of the "
+                  "budget, so a shorter run gets there sooner); goal: within 60.", "",
+                  "| problem | nsga2 at 200 | default, by run budget | fewest |", "|---|---|---|---|"] + moon + [""]
     return lines
 
 

@@ -306,7 +306,9 @@ def test_report_checks_the_goal_cell_by_cell(tmp_path):
                     rec("c", 200, "random", i, 0.5 + 0.01 * (9 - i) + 0.0001),
                     # d: both at the same ceiling on every seed, up to float noise: a tie, not best
                     rec("d", 200, "surrogate-sa", i, 0.55 + 1e-13), rec("d", 200, "nsga2", i, 0.55),
-                    rec("d", 200, "random", i, 0.1)]
+                    rec("d", 200, "random", i, 0.1),
+                    # a shorter run of the default (alone at its budget: no pair to check) that gets there sooner
+                    rec("a", 100, "surrogate-sa", i, 0.9, None, [0.1] * 29 + [0.9] * 71)]
     text = write_bench_report(tmp_path, records, suite_name="t").read_text()
     goal = text.split("## Goal check")[1]
     assert "| a | 200 | best | best | 1.00 | 1.00 |" in goal
@@ -317,5 +319,5 @@ def test_report_checks_the_goal_cell_by_cell(tmp_path):
             "(goal: all); held-out fronts best or not significantly worse on 2 of 2; A12 >= 0.71 against "
             "`nsga2` on 3 of 4, `random` on 3 of 4.") in goal  # d: A12 counts the 1e-13 as wins
     # a: nsga2's median at 200 is 0.5045, the default's median curve reaches it at evaluation 50
-    assert "| a | 0.504 | 50 (goal met) |" in goal
-    assert "| b | 0.804 | not within 200 |" in goal
+    assert "| a | 0.504 | 100: 30, 200: 50 | 30 (goal met) |" in goal
+    assert "| b | 0.804 | 200: - | not reached |" in goal

@@ -12,56 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.stats import average_ranks, compare, median_iqr
-from framework.config import DEFAULTS
+from benchmarks.goal import goal_lines
+from benchmarks.records import REFERENCE_STRATEGY, compare_rows, cost, fmt, group, seeds_label, values
+from benchmarks.stats import average_ranks, median_iqr
 
-__all__ = ["write_bench_report", "REFERENCE_STRATEGY", "one_run"]
-
-REFERENCE_STRATEGY = DEFAULTS.strategy
-
-
-def _f(x: float | None, nd: int = 4) -> str:
-    return "–" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{nd}f}"
-
-
-def _group(records: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, list[dict]]]:
-    groups: dict[tuple[str, int], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for r in records:
-        groups[(r["problem"], int(r["budget"]))][r["strategy"]].append(r)
-    return groups
-
-
-def _values(rows: list[dict], key: str) -> np.ndarray:
-    return np.array([r[key] for r in rows if r.get(key) is not None], dtype=float)
-
-
-def one_run(rows: list[dict]) -> bool:
-    """True when several seeds all gave the same run (same anytime curve and front)."""
-    return len(rows) > 1 and all(r.get("hv_curve") == rows[0].get("hv_curve") and r.get("front") == rows[0].get("front")
-                                 for r in rows[1:])
-
-
-def _sample(rows: list[dict], key: str) -> np.ndarray:
-    """The values of ``key`` as a statistical sample: one value for a strategy whose seeds are one run."""
-    v = _values(rows, key)
-    return v[:1] if one_run(rows) else v
-
-
-def _seeds(rows: list[dict]) -> str:
-    return f"{len(rows)} (one run)" if one_run(rows) else str(len(rows))
-
-
-def _cost(rows: list[dict]) -> np.ndarray:
-    """Seconds per run: the strategy's own time plus what its evaluations cost when they were
-    paid (whichever cell paid first: cells share a store), so the column does not depend on the
-    order cells ran in.  Records made before the cost was kept fall back to their wall time."""
-    return np.array([r["strategy_time_s"] + r["evaluation_cost_s"] if r.get("evaluation_cost_s") is not None
-                     else r.get("wall_time_s", np.nan) for r in rows], dtype=float)
-
-
-def _test(ref_rows: list[dict], rows: list[dict], key: str) -> tuple[float, float]:
-    p, a, _ = compare(_sample(ref_rows, key), _sample(rows, key))
-    return p, a
+__all__ = ["write_bench_report"]
 
 
 def write_bench_report(out: Path, records: list[dict[str, Any]], *, suite_name: str = "") -> Path:
@@ -69,7 +24,7 @@ def write_bench_report(out: Path, records: list[dict[str, Any]], *, suite_name: 
     out = Path(out)
     skipped = [r for r in records if r.get("skipped")]
     records = [r for r in records if not r.get("skipped")]
-    groups = _group(records)
+    groups = group(records)
     lines = [f"# Benchmark report{': ' + suite_name if suite_name else ''}", "",
              f"{len(records)} cells. Hypervolume of normalized objectives against each problem's own reference "
              "point (higher is better); every strategy of a problem ran with the same budgets, seeds, reference "
@@ -99,29 +54,29 @@ def write_bench_report(out: Path, records: list[dict[str, Any]], *, suite_name: 
         sep += "---|---|---|---|"
         lines += [head, sep]
         ref_rows = by_strategy.get(REFERENCE_STRATEGY, [])
-        for strategy, rows in sorted(by_strategy.items(), key=lambda kv: -median_iqr(_values(kv[1], "hv_final"))[0]):
-            hv = _values(rows, "hv_final")
+        for strategy, rows in sorted(by_strategy.items(), key=lambda kv: -median_iqr(values(kv[1], "hv_final"))[0]):
+            hv = values(rows, "hv_final")
             med, q25, q75 = median_iqr(hv)
             scores[strategy][(prob, budget)] = med
-            row = (f"| {strategy} | {_seeds(rows)} | {_f(med)} [{_f(q25)}, {_f(q75)}] | "
-                   f"{_f(median_iqr(_values(rows, 'hv_25'))[0])} | {_f(median_iqr(_values(rows, 'hv_50'))[0])} |")
+            row = (f"| {strategy} | {seeds_label(rows)} | {fmt(med)} [{fmt(q25)}, {fmt(q75)}] | "
+                   f"{fmt(median_iqr(values(rows, 'hv_25'))[0])} | {fmt(median_iqr(values(rows, 'hv_50'))[0])} |")
             if has_ho:
-                row += (f" {_f(median_iqr(_values(rows, 'hv_front_search'))[0])} |"
-                        f" {_f(median_iqr(_values(rows, 'hv_front_heldout'))[0])} |")
+                row += (f" {fmt(median_iqr(values(rows, 'hv_front_search'))[0])} |"
+                        f" {fmt(median_iqr(values(rows, 'hv_front_heldout'))[0])} |")
             if has_igd:
-                row += f" {_f(median_iqr(_values(rows, 'igd_plus'))[0])} |"
+                row += f" {fmt(median_iqr(values(rows, 'igd_plus'))[0])} |"
             if strategy == REFERENCE_STRATEGY or not ref_rows:
                 row += " – | – |"
             else:
-                pval, a = _test(ref_rows, rows, "hv_final")
-                row += f" {_f(pval, 3) if np.isnan(pval) else f'{pval:.3g}'} | {a:.2f} |"
-            row += (f" {_f(median_iqr(_values(rows, 'strategy_time_s'))[0], 2)} |"
-                    f" {_f(median_iqr(_cost(rows))[0], 2)} |")
+                pval, a = compare_rows(ref_rows, rows, "hv_final")
+                row += f" {fmt(pval, 3) if np.isnan(pval) else f'{pval:.3g}'} | {a:.2f} |"
+            row += (f" {fmt(median_iqr(values(rows, 'strategy_time_s'))[0], 2)} |"
+                    f" {fmt(median_iqr(cost(rows))[0], 2)} |")
             lines.append(row)
         lines.append("")
     lines += _stand_in_accuracy(out)
     lines += _summary(groups)
-    lines += _goal(groups)
+    lines += goal_lines(groups)
     keys = sorted({k for s in scores.values() for k in s})
     complete = {s: [v[k] for k in keys] for s, v in scores.items() if all(k in v for k in keys)}
     if complete and keys:
@@ -169,8 +124,8 @@ def _stand_in_accuracy(out: Path) -> list[str]:
                   "of the recorded masks: R^2 (perplexity on the log scale) and Spearman rho. Hypervolumes on this "
                   "problem are only as good as the stand-in in the regions the strategies search.", "",
                   "| split | objective | region | n | R^2 | Spearman |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r['split']} | {r['objective']} | {r['region']} | {r['n']} | {_f(r['r2'], 2)} | "
-                  f"{_f(r['spearman'], 2)} |" for r in rows]
+        lines += [f"| {r['split']} | {r['objective']} | {r['region']} | {r['n']} | {fmt(r['r2'], 2)} | "
+                  f"{fmt(r['spearman'], 2)} |" for r in rows]
         lines.append("")
     return lines
 
@@ -194,7 +149,7 @@ def _per_budget(scores: dict[str, dict[tuple[str, int], float]]) -> list[str]:
         for p in problems:
             vals = {s: scores[s][(p, b)] for s in present if (p, b) in scores[s]}
             top = max(vals.values())
-            cells = [("–" if s not in vals else f"**{_f(vals[s], 3)}**" if vals[s] == top else _f(vals[s], 3))
+            cells = [("–" if s not in vals else f"**{fmt(vals[s], 3)}**" if vals[s] == top else fmt(vals[s], 3))
                      for s in present]
             lines.append(f"| {p} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -228,7 +183,7 @@ def _summary(groups) -> list[str]:
         row = f"| {prob} |"
         for b in budgets:
             by_strategy = groups.get((prob, b), {})
-            meds = sorted(((median_iqr(_values(rows, "hv_final"))[0], s) for s, rows in by_strategy.items()),
+            meds = sorted(((median_iqr(values(rows, "hv_final"))[0], s) for s, rows in by_strategy.items()),
                           reverse=True)
             if len(meds) < 2:
                 row += " – |"
@@ -254,10 +209,10 @@ def _summary(groups) -> list[str]:
                 if REFERENCE_STRATEGY not in g or other not in g:
                     continue
                 for key, t in (("hv_final", tally), ("hv_front_heldout", ho_tally)):
-                    ref, x = _values(g[REFERENCE_STRATEGY], key), _values(g[other], key)
+                    ref, x = values(g[REFERENCE_STRATEGY], key), values(g[other], key)
                     if len(ref) == 0 or len(x) == 0:
                         continue
-                    pval, a = _test(g[REFERENCE_STRATEGY], g[other], key)  # NaN p (two single runs): n.s.
+                    pval, a = compare_rows(g[REFERENCE_STRATEGY], g[other], key)  # NaN p (two single runs): n.s.
                     t[0 if pval < 0.05 and a > 0.5 else 2 if pval < 0.05 and a < 0.5 else 1] += 1
                     if key == "hv_final":
                         a12s.append(a)
@@ -270,99 +225,6 @@ def _summary(groups) -> list[str]:
                          f"{np.median(a12s):.2f} | {np.nanmedian(ratios):.3f} | {ho} |")
     return lines + [""]
 
-
-def _verdict(by_strategy: dict[str, list[dict]], key: str) -> tuple[str, str, float] | None:
-    """The default against the best other strategy by median ``key``: ``("best" | "n.s." | "worse",
-    best other, p)``; None where the default or every other strategy lacks ``key``."""
-    ref = by_strategy.get(REFERENCE_STRATEGY, [])
-    if len(_values(ref, key)) == 0:
-        return None
-    meds = [(median_iqr(_values(rows, key))[0], s) for s, rows in by_strategy.items()
-            if s != REFERENCE_STRATEGY and len(_values(rows, key))]
-    if not meds:
-        return None
-    top, best = max(meds)
-    if median_iqr(_values(ref, key))[0] > top + 1e-9 * max(1.0, abs(top)):  # a tie (e.g. at a ceiling) is not best
-        return "best", best, float("nan")
-    pval, a = _test(ref, by_strategy[best], key)
-    return ("worse" if pval < 0.05 and a < 0.5 else "n.s."), best, pval
-
-
-def _goal(groups) -> list[str]:
-    """The primary-strategy goal, checked cell by cell: the default's median final HV is the best
-    or not significantly worse than the best (on search and on held-out fronts), strictly best on
-    at least two thirds of the (problem, budget) pairs, A12 >= 0.71 against ``nsga2`` and
-    ``random``; and the moonshot: the default's median anytime HV reaches ``nsga2``'s median final
-    HV at budget 200 within 60 evaluations."""
-    pairs = sorted(k for k, g in groups.items() if REFERENCE_STRATEGY in g and len(g) > 1)
-    if not pairs:
-        return []
-    lines = ["## Goal check", "",
-             f"Per (problem, budget): `{REFERENCE_STRATEGY}` against the best other strategy by median final HV "
-             "(best: its median is the highest; n.s.: level with it or below it, p >= 0.05; worse: p < 0.05), "
-             "the same for the held-out front HV where the problem has one, and its A12 against `nsga2` and `random` "
-             "(goal >= 0.71).", "",
-             "| problem | budget | final HV | held-out front HV | A12 vs nsga2 | A12 vs random |",
-             "|---|---|---|---|---|---|"]
-    n_best = n_ok = n_ho = n_ho_ok = 0
-    a12_ok = {"nsga2": [0, 0], "random": [0, 0]}
-    for prob, budget in pairs:
-        g = groups[(prob, budget)]
-        cells = []
-        for key in ("hv_final", "hv_front_heldout"):
-            v = _verdict(g, key)
-            if v is None:
-                cells.append("–")
-                continue
-            what, best, pval = v
-            ok = what != "worse"
-            if key == "hv_final":
-                n_best += what == "best"
-                n_ok += ok
-            else:
-                n_ho += 1
-                n_ho_ok += ok
-            cells.append("best" if what == "best" else f"{what} vs {best} (p={pval:.3g})")
-        for other in ("nsga2", "random"):
-            if other not in g:
-                cells.append("–")
-                continue
-            _, a = _test(g[REFERENCE_STRATEGY], g[other], "hv_final")
-            a12_ok[other][0] += a >= 0.71
-            a12_ok[other][1] += 1
-            cells.append(f"{a:.2f}" + ("" if a >= 0.71 else " (below 0.71)"))
-        lines.append(f"| {prob} | {budget} | " + " | ".join(cells) + " |")
-    n = len(pairs)
-    lines += ["", f"Strictly best on {n_best} of {n} pairs (goal: at least {-(-2 * n // 3)}); best or not "
-              f"significantly worse on {n_ok} of {n} (goal: all)"
-              + (f"; held-out fronts best or not significantly worse on {n_ho_ok} of {n_ho}" if n_ho else "")
-              + "; A12 >= 0.71 against " + ", ".join(f"`{o}` on {k} of {m}" for o, (k, m) in a12_ok.items() if m)
-              + ".", ""]
-    moon = []
-    for prob in sorted({p for p, _ in pairs}):
-        target_rows = groups.get((prob, 200), {}).get("nsga2", [])
-        budgets = sorted(b for (p, b), g in groups.items() if p == prob and REFERENCE_STRATEGY in g)
-        if not target_rows or not budgets:
-            continue
-        target = median_iqr(_values(target_rows, "hv_final"))[0]
-        hits = {}   # budget of the default's runs -> first evaluation its median curve reaches the target
-        for b in budgets:
-            rows = groups[(prob, b)][REFERENCE_STRATEGY]
-            n_curve = min(len(r["hv_curve"]) for r in rows)
-            curve = np.median(np.array([r["hv_curve"][:n_curve] for r in rows]), axis=0)
-            hit = np.flatnonzero(curve >= target)
-            hits[b] = int(hit[0]) + 1 if len(hit) else None
-        per_budget = ", ".join(f"{b}: {h if h is not None else '-'}" for b, h in hits.items())
-        found = [h for h in hits.values() if h is not None]
-        best = min(found) if found else None
-        moon.append(f"| {prob} | {_f(target, 3)} | {per_budget} | "
-                    + (f"{best}{' (goal met)' if best <= 60 else ''}" if best is not None else "not reached") + " |")
-    if moon:
-        lines += ["Moonshot: evaluations after which the default's median anytime HV reaches `nsga2`'s median "
-                  "final HV at budget 200, in the default's runs of each budget (its design takes a share of the "
-                  "budget, so a shorter run gets there sooner); goal: within 60.", "",
-                  "| problem | nsga2 at 200 | default, by run budget | fewest |", "|---|---|---|---|"] + moon + [""]
-    return lines
 
 
 def _plots(out: Path, groups) -> list[Path]:

@@ -1,0 +1,105 @@
+"""The primary-strategy goal of the benchmark report, checked cell by cell (see :func:`goal_lines`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks.records import REFERENCE_STRATEGY, compare_rows, fmt, values
+from benchmarks.stats import median_iqr
+
+__all__ = ["goal_lines"]
+
+
+def verdict(by_strategy: dict[str, list[dict]], key: str) -> tuple[str, str, float] | None:
+    """The default against the best other strategy by median ``key``: ``("best" | "n.s." | "worse",
+    best other, p)``; None where the default or every other strategy lacks ``key``."""
+    ref = by_strategy.get(REFERENCE_STRATEGY, [])
+    if len(values(ref, key)) == 0:
+        return None
+    meds = [(median_iqr(values(rows, key))[0], s) for s, rows in by_strategy.items()
+            if s != REFERENCE_STRATEGY and len(values(rows, key))]
+    if not meds:
+        return None
+    top, best = max(meds)
+    if median_iqr(values(ref, key))[0] > top + 1e-9 * max(1.0, abs(top)):  # a tie (e.g. at a ceiling) is not best
+        return "best", best, float("nan")
+    pval, a = compare_rows(ref, by_strategy[best], key)
+    return ("worse" if pval < 0.05 and a < 0.5 else "n.s."), best, pval
+
+
+def goal_lines(groups) -> list[str]:
+    """The primary-strategy goal, checked cell by cell: the default's median final HV is the best
+    or not significantly worse than the best (on search and on held-out fronts), strictly best on
+    at least two thirds of the (problem, budget) pairs, A12 >= 0.71 against ``nsga2`` and
+    ``random``; and the moonshot: the default's median anytime HV reaches ``nsga2``'s median final
+    HV at budget 200 within 60 evaluations."""
+    pairs = sorted(k for k, g in groups.items() if REFERENCE_STRATEGY in g and len(g) > 1)
+    if not pairs:
+        return []
+    lines = ["## Goal check", "",
+             f"Per (problem, budget): `{REFERENCE_STRATEGY}` against the best other strategy by median final HV "
+             "(best: its median is the highest; n.s.: level with it or below it, p >= 0.05; worse: p < 0.05), "
+             "the same for the held-out front HV where the problem has one, and its A12 against `nsga2` and `random` "
+             "(goal >= 0.71).", "",
+             "| problem | budget | final HV | held-out front HV | A12 vs nsga2 | A12 vs random |",
+             "|---|---|---|---|---|---|"]
+    n_best = n_ok = n_ho = n_ho_ok = 0
+    a12_ok = {"nsga2": [0, 0], "random": [0, 0]}
+    for prob, budget in pairs:
+        g = groups[(prob, budget)]
+        cells = []
+        for key in ("hv_final", "hv_front_heldout"):
+            v = verdict(g, key)
+            if v is None:
+                cells.append("–")
+                continue
+            what, best, pval = v
+            ok = what != "worse"
+            if key == "hv_final":
+                n_best += what == "best"
+                n_ok += ok
+            else:
+                n_ho += 1
+                n_ho_ok += ok
+            cells.append("best" if what == "best" else f"{what} vs {best} (p={pval:.3g})")
+        for other in ("nsga2", "random"):
+            if other not in g:
+                cells.append("–")
+                continue
+            _, a = compare_rows(g[REFERENCE_STRATEGY], g[other], "hv_final")
+            a12_ok[other][0] += a >= 0.71
+            a12_ok[other][1] += 1
+            cells.append(f"{a:.2f}" + ("" if a >= 0.71 else " (below 0.71)"))
+        lines.append(f"| {prob} | {budget} | " + " | ".join(cells) + " |")
+    n = len(pairs)
+    lines += ["", f"Strictly best on {n_best} of {n} pairs (goal: at least {-(-2 * n // 3)}); best or not "
+              f"significantly worse on {n_ok} of {n} (goal: all)"
+              + (f"; held-out fronts best or not significantly worse on {n_ho_ok} of {n_ho}" if n_ho else "")
+              + "; A12 >= 0.71 against " + ", ".join(f"`{o}` on {k} of {m}" for o, (k, m) in a12_ok.items() if m)
+              + ".", ""]
+    moon = []
+    for prob in sorted({p for p, _ in pairs}):
+        target_rows = groups.get((prob, 200), {}).get("nsga2", [])
+        budgets = sorted(b for (p, b), g in groups.items() if p == prob and REFERENCE_STRATEGY in g)
+        if not target_rows or not budgets:
+            continue
+        target = median_iqr(values(target_rows, "hv_final"))[0]
+        hits = {}   # budget of the default's runs -> first evaluation its median curve reaches the target
+        for b in budgets:
+            rows = groups[(prob, b)][REFERENCE_STRATEGY]
+            n_curve = min(len(r["hv_curve"]) for r in rows)
+            curve = np.median(np.array([r["hv_curve"][:n_curve] for r in rows]), axis=0)
+            hit = np.flatnonzero(curve >= target)
+            hits[b] = int(hit[0]) + 1 if len(hit) else None
+        per_budget = ", ".join(f"{b}: {h if h is not None else '-'}" for b, h in hits.items())
+        found = [h for h in hits.values() if h is not None]
+        best = min(found) if found else None
+        moon.append(f"| {prob} | {fmt(target, 3)} | {per_budget} | "
+                    + (f"{best}{' (goal met)' if best <= 60 else ''}" if best is not None else "not reached") + " |")
+    if moon:
+        lines += ["Moonshot: evaluations after which the default's median anytime HV reaches `nsga2`'s median "
+                  "final HV at budget 200, in the default's runs of each budget (its design takes a share of the "
+                  "budget, so a shorter run gets there sooner); goal: within 60.", "",
+                  "| problem | nsga2 at 200 | default, by run budget | fewest |", "|---|---|---|---|"] + moon + [""]
+    return lines
+

@@ -39,15 +39,22 @@ def kv_group_knockouts(space: HeadSpace) -> list[np.ndarray]:
     return [g for g in groups if 1 < g.size <= space.max_pruned]
 
 
+PRUNED_COUNTS = ("log", "uniform", "mixed")  # how initial_design draws the pruned count of its random masks
+
+
 def initial_design(space: HeadSpace, n: int, rng: np.random.Generator, *, knockout_fraction: float = 0.4,
                    group_fraction: float = 0.1, initial_max_ratio: float = 0.05,
-                   head_weights: np.ndarray | None = None) -> np.ndarray:
+                   head_weights: np.ndarray | None = None, pruned_counts: str = "log") -> np.ndarray:
     """``bool[n, d]`` distinct valid masks (fewer distinct only in tiny spaces): the unpruned mask;
     ``round(knockout_fraction * (n - 1))`` single-head knock-outs (heads in random order, or best
     ``head_weights`` first); ``round(group_fraction * (n - 1))`` whole-KV-group knock-outs
-    (structured spaces); then random masks, pruned count log-uniform in
+    (structured spaces); then random masks, pruned count log-uniform (``pruned_counts="log"``:
+    most masks prune few heads), uniform (``"uniform"``: every count alike) or each in turn
+    (``"mixed"``, the first log-uniform) in
     ``[1, max(2, round(initial_max_ratio * d))]``, heads drawn least-used first (with
     ``head_weights``: Gumbel top-k, probability ~ weight / (1 + uses))."""
+    if pruned_counts not in PRUNED_COUNTS:
+        raise ValueError(f"pruned_counts must be one of {PRUNED_COUNTS}, got {pruned_counts!r}")
     d, free = space.dim, np.flatnonzero(~space.protected_mask)
     out: list[np.ndarray] = [space.keep_all()[0]]
     if n <= 1 or space.max_pruned == 0 or free.size == 0:
@@ -71,7 +78,9 @@ def initial_design(space: HeadSpace, n: int, rng: np.random.Generator, *, knocko
     tries = 0
     while len(out) < n and tries < 50 * n:
         tries += 1
-        k = int(np.clip(np.floor(np.exp(rng.uniform(0.0, np.log(k_max + 1)))), 1, k_max))
+        log = pruned_counts == "log" or (pruned_counts == "mixed" and tries % 2 == 1)
+        k = int(np.clip(np.floor(np.exp(rng.uniform(0.0, np.log(k_max + 1)))) if log
+                        else rng.integers(1, k_max + 1), 1, k_max))
         if head_weights is not None:
             w = head_weights[free] / (1.0 + usage[free])
             drawn = free[np.argsort(-(np.log(w) + rng.gumbel(size=free.size)), kind="stable")]

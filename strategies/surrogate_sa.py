@@ -45,7 +45,7 @@ from acquisition.composed import ModelBasedStrategy, RoundParts, annealer_factor
 from acquisition.hypervolume import ExpectedHypervolumeImprovement, HypervolumeGain
 from acquisition.scalarizations import MixedScalarization
 from acquisition.trust_regions import HammingTrustRegion, PrunedCountCap
-from framework.designs import initial_design, sensitivity_weights
+from framework.designs import PRUNED_COUNTS, initial_design, sensitivity_weights
 from framework.history import pack_mask
 from framework.registry import SURROGATES
 
@@ -60,8 +60,9 @@ SCALARIZATIONS = {"mixed": 0.5, "threshold": 1.0, "chebyshev": 0.0}  # share of 
 # of pruned counts (single knock-outs add almost no hypervolume, and on the benchmark problems the
 # front is not confined to 5% of the heads; docs/benchmarks.md, "How the default was chosen")
 # (the one-shot mode keeps the focused design it always had)
-DESIGNS = {"focused": {"knockout_fraction": 0.4, "group_fraction": 0.1, "initial_max_ratio": 0.05},
-           "wide": {"knockout_fraction": 0.0, "group_fraction": 0.0, "initial_max_ratio": 0.25}}
+DESIGNS = {"focused": {"knockout_fraction": 0.4, "group_fraction": 0.1, "initial_max_ratio": 0.05,
+                       "pruned_counts": "log"},
+           "wide": {"knockout_fraction": 0.0, "group_fraction": 0.0, "initial_max_ratio": 0.25, "pruned_counts": "log"}}
 
 
 class SurrogateSA(ModelBasedStrategy):
@@ -78,7 +79,7 @@ class SurrogateSA(ModelBasedStrategy):
     def __init__(self, *, mode: str = "iterative", surrogate: str | None = None, surrogate_options: dict | None = None,
                  initial_fraction: float | None = None, min_initial: int = 8,
                  initial_max_ratio: float | None = None, knockout_fraction: float | None = None,
-                 group_fraction: float | None = None,
+                 group_fraction: float | None = None, pruned_counts: str | None = None,
                  n_chains: int = 32, n_steps: int | None = None, cooling: str = "geometric",
                  initial_acceptance: float = 0.5, final_temperature_ratio: float = 1e-3,
                  move_weights: dict | None = None, scalarization: str | None = None,
@@ -103,6 +104,9 @@ class SurrogateSA(ModelBasedStrategy):
                 knock-outs; ``None`` = 0.4 when aimed by sensitivities (and in oneshot mode), else 0.
             group_fraction: share of the design spent on whole-KV-group knock-outs (structured
                 spaces); ``None`` = 0.1 when aimed by sensitivities (and in oneshot mode), else 0.
+            pruned_counts: how the design draws the pruned count of its random masks: ``"log"``
+                (log-uniform, most prune few heads), ``"uniform"`` or ``"mixed"`` (each in turn);
+                ``None`` = ``"log"``.
             n_chains: SA chains run together (one batched surrogate call per step).
             n_steps: SA steps per chain; ``None`` = 500 (iterative, per round) or 4000 (oneshot).
             cooling, initial_acceptance, final_temperature_ratio: the annealing schedule
@@ -145,6 +149,8 @@ class SurrogateSA(ModelBasedStrategy):
                    and (knockout_fraction or 0.0) + (group_fraction or 0.0) <= 1.0,
                    f"knockout_fraction and group_fraction must be in [0, 1] (or None) with a sum <= 1, "
                    f"got {knockout_fraction} + {group_fraction}"),
+                  (pruned_counts is None or pruned_counts in PRUNED_COUNTS,
+                   f"pruned_counts must be one of {PRUNED_COUNTS} or None, got {pruned_counts!r}"),
                   (n_chains >= 1, f"n_chains must be >= 1, got {n_chains}"),
                   (scalarization is None or scalarization in SCALARIZATIONS,
                    f"scalarization must be one of {tuple(SCALARIZATIONS)}, got {scalarization!r}"),
@@ -170,6 +176,7 @@ class SurrogateSA(ModelBasedStrategy):
         self.initial_max_ratio = None if initial_max_ratio is None else float(initial_max_ratio)
         self.knockout_fraction = None if knockout_fraction is None else float(knockout_fraction)
         self.group_fraction = None if group_fraction is None else float(group_fraction)
+        self.pruned_counts = pruned_counts
         self.n_chains = int(n_chains)
         self.n_steps = n_steps
         self.cooling = cooling

@@ -93,6 +93,22 @@ def test_initial_design_is_distinct_valid_unpruned_first_with_knockouts(space):
     assert (n_pruned[1:] >= 1).all()
 
 
+def test_initial_design_pruned_counts_log_uniform_or_mixed():
+    """log: most random masks prune few heads; uniform: every count up to the limit alike (the
+    median near half the limit); mixed: each in turn, so between the two."""
+    space = HeadSpace.binary(400, max_pruned_fraction=0.5)
+    med = {}
+    for counts in ("log", "uniform", "mixed"):
+        X = initial_design(space, 301, np.random.default_rng(1), knockout_fraction=0.0, group_fraction=0.0,
+                           initial_max_ratio=0.5, pruned_counts=counts)
+        pruned = (~X[1:]).sum(axis=1)
+        assert space.is_valid(X).all() and pruned.min() >= 1 and pruned.max() <= 200
+        med[counts] = float(np.median(pruned))
+    assert med["log"] < 25 and 80 < med["uniform"] < 120 and med["log"] < med["mixed"] < med["uniform"]
+    with pytest.raises(ValueError, match="pruned_counts"):
+        initial_design(space, 5, np.random.default_rng(0), pruned_counts="normal")
+
+
 def test_initial_design_follows_head_weights_and_tiny_spaces():
     w = np.linspace(1.0, 2.0, 30)
     X = initial_design(BINARY, 11, np.random.default_rng(0), knockout_fraction=0.5, head_weights=w)

@@ -91,7 +91,7 @@ def test_registered_with_documented_options():
                           ({"initial_max_ratio": 0.0}, "initial_max_ratio"), ({"thresholds": (0.3, 0.1)}, "thresholds"),
                           ({"knockout_fraction": 0.8, "group_fraction": 0.5}, "knockout_fraction"),
                           ({"scalarization": "sum"}, "scalarization"), ({"move_weights": {"hop": 1}}, "unknown move"),
-                          ({"trust_radius": 0.0}, "trust_radius")):
+                          ({"trust_radius": 0.0}, "trust_radius"), ({"pruned_counts": "normal"}, "pruned_counts")):
         with pytest.raises(ValueError, match=match):
             SurrogateSA(**kwargs)
 

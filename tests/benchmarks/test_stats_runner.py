@@ -72,6 +72,22 @@ def test_every_strategy_gets_the_same_cells(tmp_path):
     assert len({frozenset(v) for v in by_strategy.values()}) == 1
 
 
+@pytest.mark.parametrize("suite", sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "benchmarks" / "suites")
+                                          .glob("*.toml")))
+def test_every_shipped_suite_names_registered_parts_with_valid_options(suite, tmp_path):
+    """A typo in a suite's strategy options (an unknown option, a bad value) must fail here, not
+    an hour into a benchmark: every entry is built with its options, every problem is registered."""
+    s = load_suite(suite)
+    cells = plan_cells(s, tmp_path, seeds=1)
+    assert cells and {c.strategy for c in cells} >= set(s.strategy_options)
+    for name in {c.strategy for c in cells}:
+        strategy = STRATEGIES.create(name.split("@", 1)[0], **s.strategy_options.get(name, {}))
+        for key, value in s.strategy_options.get(name, {}).items():
+            assert getattr(strategy, key) == value, (suite, name, key)
+    for prob in s.problems:
+        PROBLEMS.get(prob.name)
+
+
 def test_parts_of_a_suite_add_up_to_the_whole(tmp_path):
     suite = _tiny_suite()
     run_suite(suite, tmp_path / "parts", problems=["mnk"], budgets=[12], log=lambda _: None)

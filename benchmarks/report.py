@@ -226,7 +226,6 @@ def _summary(groups) -> list[str]:
     return lines + [""]
 
 
-
 def _plots(out: Path, groups) -> list[Path]:
     import matplotlib
 

@@ -49,8 +49,8 @@ def initial_design(space: HeadSpace, n: int, rng: np.random.Generator, *, knocko
     ``round(knockout_fraction * (n - 1))`` single-head knock-outs (heads in random order, or best
     ``head_weights`` first); ``round(group_fraction * (n - 1))`` whole-KV-group knock-outs
     (structured spaces); then random masks, pruned count log-uniform (``pruned_counts="log"``:
-    most masks prune few heads), uniform (``"uniform"``: every count alike) or each in turn
-    (``"mixed"``, the first log-uniform) in
+    most masks prune few heads), uniform (``"uniform"``: every count alike) or the two by turns
+    (``"mixed"``: log-uniform on odd draws, uniform on even ones; a redrawn duplicate is a draw) in
     ``[1, max(2, round(initial_max_ratio * d))]``, heads drawn least-used first (with
     ``head_weights``: Gumbel top-k, probability ~ weight / (1 + uses))."""
     if pruned_counts not in PRUNED_COUNTS:

@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import mannwhitneyu
 
 from benchmarks.report import write_bench_report
-from benchmarks.runner import ProblemSpec, Suite, collect_results, load_suite, plan_cells, run_suite
+from benchmarks.runner import ProblemSpec, Suite, base_strategy, collect_results, load_suite, plan_cells, run_suite
 from benchmarks.stats import a12, average_ranks, compare, mann_whitney_p, median_iqr, sign_test_p
 from framework.registry import PROBLEMS, STRATEGIES
 
@@ -81,7 +81,7 @@ def test_every_shipped_suite_names_registered_parts_with_valid_options(suite, tm
     cells = plan_cells(s, tmp_path, seeds=1)
     assert cells and {c.strategy for c in cells} >= set(s.strategy_options)
     for name in {c.strategy for c in cells}:
-        strategy = STRATEGIES.create(name.split("@", 1)[0], **s.strategy_options.get(name, {}))
+        strategy = STRATEGIES.create(base_strategy(name), **s.strategy_options.get(name, {}))
         for key, value in s.strategy_options.get(name, {}).items():
             assert getattr(strategy, key) == value, (suite, name, key)
     for prob in s.problems:

@@ -39,7 +39,7 @@ from acquisition.local_search import LocalSearch
 from acquisition.trust_regions import HammingTrustRegion, PrunedCountCap
 from framework.designs import fill_new
 from framework.faults import fault_point
-from framework.history import History, pack_mask
+from framework.history import History, pack_mask, squash_beyond
 from framework.pareto import hypervolume, non_dominated
 from framework.strategy import Strategy
 
@@ -138,8 +138,7 @@ class ModelBasedStrategy(Strategy):
         return X, self._squash(Yn)
 
     def _squash(self, yn: np.ndarray) -> np.ndarray:
-        top = np.maximum(self._ref_n(), 1.0)
-        return np.where(yn > top, top + np.log1p(np.maximum(yn - top, 0.0)), yn)
+        return squash_beyond(yn, self._ref_n())
 
     def _ref_n(self) -> np.ndarray:
         return self.problem.normalize(self.problem.ref_point)

@@ -13,7 +13,7 @@ import numpy as np
 
 from framework.pareto import non_dominated
 
-__all__ = ["History", "pack_mask", "unpack_mask"]
+__all__ = ["History", "pack_mask", "squash_beyond", "unpack_mask"]
 
 
 def pack_mask(mask: np.ndarray) -> bytes:
@@ -24,6 +24,15 @@ def pack_mask(mask: np.ndarray) -> bytes:
 def unpack_mask(blob: bytes, n_bits: int) -> np.ndarray:
     """Inverse of :func:`pack_mask`: ``bool[n_bits]``."""
     return np.unpackbits(np.frombuffer(blob, dtype=np.uint8), count=n_bits).astype(bool)
+
+
+def squash_beyond(yn: np.ndarray, ref_n: np.ndarray) -> np.ndarray:
+    """Normalized values ``float[k, m]`` squashed (log) beyond ``max(1, ref_n)`` per objective:
+    ``top + log1p(y - top)`` above ``top``, unchanged below.  What every surrogate is fitted to, so
+    a few wild values (a mask that wrecks the perplexity) do not dominate the fit; monotone, and
+    the identity wherever hypervolume is counted."""
+    top = np.maximum(np.asarray(ref_n, dtype=float), 1.0)
+    return np.where(yn > top, top + np.log1p(np.maximum(yn - top, 0.0)), yn)
 
 
 class History:

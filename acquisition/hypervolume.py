@@ -13,11 +13,13 @@ from botorch.acquisition.multi_objective.analytic import ExpectedHypervolumeImpr
 from botorch.models.model import Model
 from botorch.utils.multi_objective.box_decompositions.non_dominated import NondominatedPartitioning
 
-from acquisition.base import Acquisition
+from acquisition.base import Acquisition, Selection
 from acquisition.scalarizations import _check_beta
 from framework.pareto import non_dominated
 
-__all__ = ["ExpectedHypervolumeImprovement", "HypervolumeGain", "hypervolume_improvement"]
+__all__ = ["PENDING_RULES", "ExpectedHypervolumeImprovement", "HypervolumeGain", "hypervolume_improvement"]
+
+PENDING_RULES = ("mean", "believer")
 
 
 def hypervolume_improvement(y: np.ndarray, front: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -90,15 +92,25 @@ class ExpectedHypervolumeImprovement(Acquisition):
     """Minus the expected hypervolume improvement over the told front (plus pending picks, each
     at its predicted mean) inside the reference box, under independent Gaussian predictions
     ``N(mean, std^2)`` per objective: BoTorch's analytic EHVI on its box decomposition of the
-    non-dominated region (exact for any number of objectives; the cells grow quickly beyond 3)."""
+    non-dominated region (exact for any number of objectives; the cells grow quickly beyond 3).
+
+    Batch rule (``pending``): ``"mean"``: each pick joins the front at its predicted mean, the
+    other candidates' predictions stay as they were, so ten near-copies of one good mask each
+    keep their full spread and can fill a batch; ``"believer"`` (a kriging believer): besides,
+    the surrogate is conditioned on the pick observed at its mean, which shrinks the spread of
+    the candidates correlated with it (needs a surrogate with a joint posterior, ``joint(X)``,
+    as the GP; others fall back to ``"mean"``)."""
 
     name = "ehvi"
     summary = "expected hypervolume improvement (analytic, BoTorch box decomposition), pending picks at their mean"
 
-    def __init__(self, *, min_std: float = 1e-6) -> None:
+    def __init__(self, *, min_std: float = 1e-6, pending: str = "mean") -> None:
         if not min_std > 0:
             raise ValueError(f"min_std must be > 0, got {min_std}")
+        if pending not in PENDING_RULES:
+            raise ValueError(f"pending must be one of {PENDING_RULES}, got {pending!r}")
         self.min_std = float(min_std)
+        self.pending = pending
 
     def _setup(self, rng: np.random.Generator) -> None:
         self._front = self.state.front_inside()
@@ -127,3 +139,23 @@ class ExpectedHypervolumeImprovement(Acquisition):
             front = np.vstack([self._front, mean])
             self._front = front[non_dominated(front)]
             self._build()
+
+    def select(self, model, pool: np.ndarray, n: int, rng: np.random.Generator) -> Selection:
+        if self.pending != "believer" or not hasattr(model, "joint"):
+            return super().select(model, pool, n, rng)
+        mean, cov, noise = model.joint(pool)  # [k, m], latent [m, k, k], [m]
+        std0 = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2).T, 0.0, None) + noise)
+        rows: list[int] = []
+        alive = np.ones(len(pool), dtype=bool)
+        for _ in range(min(n, len(pool))):
+            std = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2).T, 0.0, None) + noise)
+            e = self.score_numpy(mean, std)
+            e[~alive] = np.inf
+            best = int(np.argmin(e))
+            rows.append(best)
+            alive[best] = False
+            self.condition(mean[best], std[best], float(e[best]))
+            # observe the pick at its mean: the mean is unchanged, the covariance shrinks where correlated
+            c = cov[:, :, best]  # [m, k]
+            cov = cov - c[:, :, None] * c[:, None, :] / np.maximum(cov[:, best, best] + noise, 1e-12)[:, None, None]
+        return Selection(rows, mean, std0)

@@ -42,7 +42,7 @@ import numpy as np
 from acquisition.annealing import AnnealSchedule, MoveWeights
 from acquisition.base import SearchState
 from acquisition.composed import ModelBasedStrategy, RoundParts, annealer_factory
-from acquisition.hypervolume import ExpectedHypervolumeImprovement, HypervolumeGain
+from acquisition.hypervolume import PENDING_RULES, ExpectedHypervolumeImprovement, HypervolumeGain
 from acquisition.scalarizations import MixedScalarization
 from acquisition.trust_regions import HammingTrustRegion, PrunedCountCap
 from framework.designs import PRUNED_COUNTS, initial_design, sensitivity_weights
@@ -87,7 +87,7 @@ class SurrogateSA(ModelBasedStrategy):
                  exploration: float = 0.5, neighbours_per_chain: int = 4,
                  pruned_growth: float | None = 0.5, trust_radius: float | None = 0.02,
                  torch_threads: int | None = 1, sensitivities: str = "design",
-                 acquisition: str = "ehvi") -> None:
+                 acquisition: str = "ehvi", pending: str = "mean") -> None:
         """Args:
             mode: ``"iterative"`` (rounds of refit/anneal/select) or ``"oneshot"`` (the paper: design,
                 one fit, one annealing, verify; the same as ``surrogate-sa-oneshot``).
@@ -135,9 +135,14 @@ class SurrogateSA(ModelBasedStrategy):
                 optimistic hypervolume gain) or ``"ehvi"`` (the chains, started at the told front,
                 lower minus the expected hypervolume improvement, and the batch is picked by it,
                 each pick joining the front at its predicted mean).
+            pending: ``acquisition="ehvi"``: how a pick counts for the next pick of the batch
+                (:class:`~acquisition.hypervolume.ExpectedHypervolumeImprovement`): ``"mean"``
+                (joins the front at its predicted mean) or ``"believer"`` (also conditions the
+                surrogate on it at its mean, shrinking the spread of correlated candidates).
         """
         checks = [(mode in MODES, f"mode must be one of {MODES}, got {mode!r}"),
                   (acquisition in ACQUISITIONS, f"acquisition must be one of {ACQUISITIONS}, got {acquisition!r}"),
+                  (pending in PENDING_RULES, f"pending must be one of {PENDING_RULES}, got {pending!r}"),
                   (sensitivities in SENSITIVITY_USES,
                    f"sensitivities must be one of {SENSITIVITY_USES}, got {sensitivities!r}"),
                   (initial_fraction is None or 0.0 < initial_fraction <= 1.0,
@@ -199,6 +204,7 @@ class SurrogateSA(ModelBasedStrategy):
         self.torch_threads = None if torch_threads is None else int(torch_threads)
         self.sensitivities = sensitivities
         self.acquisition = acquisition
+        self.pending = pending
 
     @property
     def schedule(self) -> AnnealSchedule:
@@ -236,7 +242,8 @@ class SurrogateSA(ModelBasedStrategy):
     def _parts(self, state: SearchState) -> RoundParts:
         cap = None if self.pruned_growth is None else PrunedCountCap(growth=self.pruned_growth)
         if self.acquisition == "ehvi" and self.mode == "iterative":
-            return RoundParts(energy=ExpectedHypervolumeImprovement(), select=ExpectedHypervolumeImprovement(),
+            return RoundParts(energy=ExpectedHypervolumeImprovement(),
+                              select=ExpectedHypervolumeImprovement(pending=self.pending),
                               optimizer=annealer_factory(self._schedule, self.move_weights), n_chains=self.n_chains,
                               cap=cap, region=self._region, neighbours_per_chain=self.neighbours_per_chain,
                               starts="front")

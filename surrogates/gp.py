@@ -192,21 +192,39 @@ class GPSurrogate(Surrogate):
         mean, std = self._predict(torch.from_numpy(masks).to(torch.float64), chunk_rows=4096)
         return mean.numpy(), std.numpy()
 
-    def sample(self, X: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``float[n, k, m]``: draws from the joint posterior at the ``bool[k, d]`` masks, per
-        objective (``K** - K*n (K + s^2 I)^-1 Kn*``, plus the noise where ``include_noise``)."""
+    def _joint_standardized(self, X: np.ndarray) -> tuple[Tensor, Tensor]:
+        """Standardized latent posterior at ``bool[k, d]`` masks: mean ``[m, k]``, covariance ``[m, k, k]``
+        (``K** - K*n (K + s^2 I)^-1 Kn*``)."""
         if self._n_bits is None:
-            raise RuntimeError("the surrogate is not fitted: call fit(X, Y) before sample")
+            raise RuntimeError("the surrogate is not fitted: call fit(X, Y) first")
         x = torch.from_numpy(query_masks(X, self._n_bits)).to(torch.float64)
         m, k = self._alpha.shape[0], x.shape[0]
         with torch.no_grad():
             k_cross = self.model.covar_module(x, self._train_x).to_dense().reshape(m, k, -1)  # [m, k, n]
             k_self = self.model.covar_module(x).to_dense().reshape(m, k, k)
             v = k_cross @ self._L_inv.transpose(-1, -2)  # [m, k, n]
-            cov = k_self - v @ v.transpose(-1, -2)
+            mean = self._const[:, None] + (k_cross @ self._alpha.unsqueeze(-1)).squeeze(-1)  # [m, k]
+            return mean, k_self - v @ v.transpose(-1, -2)
+
+    def joint(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The joint posterior at ``bool[k, d]`` masks, in the units of the fitted ``Y``:
+        ``mean float[k, m]``, latent covariance ``float[m, k, k]`` and the observation-noise
+        variance ``float[m]`` (0 unless ``include_noise``), so ``predict``'s variance is the
+        covariance's diagonal plus the noise.  What a batch rule needs to condition on pending picks."""
+        mean, cov = self._joint_standardized(X)
+        var = self._y_std ** 2
+        noise = self._noise * var if self.include_noise else torch.zeros_like(self._noise)
+        return ((mean * self._y_std[:, None] + self._y_mean[:, None]).T.numpy(), (cov * var[:, None, None]).numpy(),
+                noise.detach().numpy())
+
+    def sample(self, X: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``float[n, k, m]``: draws from the joint posterior at the ``bool[k, d]`` masks, per
+        objective (``K** - K*n (K + s^2 I)^-1 Kn*``, plus the noise where ``include_noise``)."""
+        mean, cov = self._joint_standardized(X)
+        m, k = mean.shape
+        with torch.no_grad():
             if self.include_noise:
                 cov = cov + torch.diag_embed(self._noise[:, None].expand(m, k))
-            mean = self._const[:, None] + (k_cross @ self._alpha.unsqueeze(-1)).squeeze(-1)  # [m, k]
             evals, evecs = torch.linalg.eigh(0.5 * (cov + cov.transpose(-1, -2)))
             root = evecs * evals.clamp_min(0).sqrt().unsqueeze(-2)  # [m, k, k]
             z = torch.as_tensor(rng.standard_normal((int(n), m, k)), dtype=torch.float64)

@@ -81,6 +81,37 @@ def test_ehvi_pending_pick_lowers_a_nearby_candidate():
     assert far_after == pytest.approx(far_before, rel=1e-6)  # a pick elsewhere on the front leaves it be
 
 
+def test_ehvi_believer_batch_spreads_where_the_mean_rule_piles_onto_one_neighbourhood():
+    """Pool: a promising mask and its 30 one-flip neighbours (strongly correlated under the GP),
+    plus 60 random masks.  Pending picks at their mean only move the front, so the neighbours
+    keep their spread and fill the batch; conditioning the GP on each pick (kriging believer)
+    shrinks their spread and the batch goes elsewhere."""
+    rng = np.random.default_rng(0)
+    d = 30
+    w = rng.uniform(0, 1, (2, d))
+
+    def f(X):
+        pruned = (~X).astype(float)
+        return np.stack([1 - pruned @ w[0] / 8, pruned @ w[1] / 8], axis=1)
+
+    X = np.vstack([np.ones((1, d), dtype=bool), rng.random((24, d)) < 0.8])
+    Y = f(X)
+    gp = SURROGATES.create("gp", seed=0).fit(X, Y)
+    a = np.ones(d, dtype=bool)
+    a[np.argsort(-(w[0] - w[1]))[:6]] = False
+    near = np.array([a] + [np.where(np.arange(d) == i, ~a, a) for i in range(d)])
+    pool = np.vstack([near, rng.random((60, d)) < 0.7])
+    state = SearchState(X, Y, np.array([1.1, 1.1]), Y[0], Y[0], np.array([[0.0, 0.0], [1.0, 1.0]]))
+    picks = {rule: ExpectedHypervolumeImprovement(pending=rule).setup(state, 1, rng).select(gp, pool, 8, rng)
+             for rule in ("mean", "believer")}
+    in_near = {rule: sum(r < len(near) for r in sel.rows) for rule, sel in picks.items()}
+    assert in_near["mean"] >= 6 and in_near["believer"] <= 2, in_near
+    assert picks["mean"].rows[0] == picks["believer"].rows[0]  # the first pick is the same
+    np.testing.assert_allclose(picks["believer"].std, gp.predict(pool)[1], rtol=1e-6)  # reported: before the batch
+    with pytest.raises(ValueError, match="pending"):
+        ExpectedHypervolumeImprovement(pending="kriging")
+
+
 # ------------------------------------------------------------------ hv-gain
 def test_hv_gain_energies():
     acq = HypervolumeGain(beta=0.0).setup(crafted_state(), 1, np.random.default_rng(0))

@@ -52,6 +52,24 @@ def test_cached_prediction_equals_the_botorch_posterior(kernel, include_noise, n
     np.testing.assert_allclose(std, expected_std, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("include_noise", [True, False])
+def test_joint_posterior_equals_the_botorch_posterior(include_noise):
+    X, Y = data(80)
+    gp = GPSurrogate(include_noise=include_noise).fit(X[:60], Y[:60])
+    mean, cov, noise = gp.joint(X[60:])
+    with torch.no_grad():
+        latent = gp.model.posterior(torch.from_numpy(X[60:]).double())  # joint per objective, no noise
+        expected_cov = latent.mvn.covariance_matrix.numpy()  # [m * k, m * k] block-diagonal or [m, k, k]
+    k = 20
+    blocks = (np.stack([expected_cov[j * k:(j + 1) * k, j * k:(j + 1) * k] for j in range(2)])
+              if expected_cov.ndim == 2 else expected_cov)
+    np.testing.assert_allclose(mean, latent.mean.numpy(), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(cov, blocks, rtol=1e-6, atol=1e-9)
+    _, std = gp.predict(X[60:])
+    np.testing.assert_allclose(np.diagonal(cov, axis1=1, axis2=2).T + noise, std ** 2, rtol=1e-6, atol=1e-12)
+    assert (noise > 0).all() if include_noise else (noise == 0).all()
+
+
 def test_ard_learns_which_bits_matter():
     """A function of 3 of 40 bits: the per-bit lengthscales of rbf-ard find them (shorter than
     every irrelevant bit's) and it predicts better than the isotropic Hamming kernel."""

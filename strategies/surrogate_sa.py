@@ -10,7 +10,9 @@
 - surrogate: any registered one (a GP with the Hamming kernel by default), refitted every round;
 - acquisition (``acquisition="ehvi"``, the default): the chains start at the told front and lower
   minus the :class:`~acquisition.hypervolume.ExpectedHypervolumeImprovement`, and the batch is
-  picked by it, each pick joining the front at its predicted mean; ``"scalarized"``: the chains
+  picked by it, each pick joining the front at its predicted mean and the surrogate conditioned
+  on it there (a kriging believer, ``pending="believer"``), so the next picks go where the
+  surrogate is still unsure, not to copies of the first; ``"scalarized"``: the chains
   lower a :class:`~acquisition.scalarizations.MixedScalarization` of ``mean - exploration * std``
   (half hold the cost under a relative threshold, half follow augmented Chebyshev weights) and
   the batch is picked by :class:`~acquisition.hypervolume.HypervolumeGain` of the optimistic
@@ -87,7 +89,7 @@ class SurrogateSA(ModelBasedStrategy):
                  exploration: float = 0.5, neighbours_per_chain: int = 4,
                  pruned_growth: float | None = 0.5, trust_radius: float | None = 0.02,
                  torch_threads: int | None = 1, sensitivities: str = "design",
-                 acquisition: str = "ehvi", pending: str = "mean") -> None:
+                 acquisition: str = "ehvi", pending: str = "believer") -> None:
         """Args:
             mode: ``"iterative"`` (rounds of refit/anneal/select) or ``"oneshot"`` (the paper: design,
                 one fit, one annealing, verify; the same as ``surrogate-sa-oneshot``).
@@ -134,11 +136,12 @@ class SurrogateSA(ModelBasedStrategy):
                 Chebyshev scalarization of ``mean - exploration * std``, the batch is picked by
                 optimistic hypervolume gain) or ``"ehvi"`` (the chains, started at the told front,
                 lower minus the expected hypervolume improvement, and the batch is picked by it,
-                each pick joining the front at its predicted mean).
+                with pending picks counted as ``pending`` says).
             pending: ``acquisition="ehvi"``: how a pick counts for the next pick of the batch
-                (:class:`~acquisition.hypervolume.ExpectedHypervolumeImprovement`): ``"mean"``
-                (joins the front at its predicted mean) or ``"believer"`` (also conditions the
-                surrogate on it at its mean, shrinking the spread of correlated candidates).
+                (:class:`~acquisition.hypervolume.ExpectedHypervolumeImprovement`): ``"believer"``
+                (the default since 2026-12-06: it joins the front at its predicted mean and the
+                surrogate is conditioned on it there, shrinking the spread of correlated
+                candidates) or ``"mean"`` (it only joins the front; the default before).
         """
         checks = [(mode in MODES, f"mode must be one of {MODES}, got {mode!r}"),
                   (acquisition in ACQUISITIONS, f"acquisition must be one of {ACQUISITIONS}, got {acquisition!r}"),

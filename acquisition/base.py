@@ -125,16 +125,24 @@ class Acquisition(ABC):
         member 0 first, each pick passed to :meth:`condition` before the next (so acquisitions
         that account for pending picks, like hypervolume gain, spread the batch)."""
         mean, std = model.predict(pool)
+        return Selection(self._greedy(mean, std, n), mean, std)
+
+    def _greedy(self, mean: np.ndarray, std: np.ndarray, n: int, after_pick=None) -> list[int]:
+        """Rows of up to ``n`` predictions ``mean``/``std`` ``float[k, m]``, lowest energy first,
+        each pick passed to :meth:`condition`; ``after_pick(row)``, if given, returns the spreads
+        ``float[k, m]`` the next pick sees (a rule that conditions the surrogate on its picks)."""
         rows: list[int] = []
-        alive = np.ones(len(pool), dtype=bool)
-        for _ in range(min(n, len(pool))):
+        alive = np.ones(len(mean), dtype=bool)
+        for _ in range(min(n, len(mean))):
             e = self.score_numpy(mean, std)
             e[~alive] = np.inf
             best = int(np.argmin(e))
             rows.append(best)
             alive[best] = False
             self.condition(mean[best], std[best], float(e[best]))
-        return Selection(rows, mean, std)
+            if after_pick is not None:
+                std = after_pick(best)
+        return rows
 
     def score_numpy(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
         """:meth:`score` of member 0 on numpy predictions (batch selection)."""

@@ -144,18 +144,17 @@ class ExpectedHypervolumeImprovement(Acquisition):
         if self.pending != "believer" or not hasattr(model, "joint"):
             return super().select(model, pool, n, rng)
         mean, cov, noise = model.joint(pool)  # [k, m], latent [m, k, k], [m]
-        std0 = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2).T, 0.0, None) + noise)
-        rows: list[int] = []
-        alive = np.ones(len(pool), dtype=bool)
-        for _ in range(min(n, len(pool))):
-            std = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2).T, 0.0, None) + noise)
-            e = self.score_numpy(mean, std)
-            e[~alive] = np.inf
-            best = int(np.argmin(e))
-            rows.append(best)
-            alive[best] = False
-            self.condition(mean[best], std[best], float(e[best]))
-            # observe the pick at its mean: the mean is unchanged, the covariance shrinks where correlated
-            c = cov[:, :, best]  # [m, k]
-            cov = cov - c[:, :, None] * c[:, None, :] / np.maximum(cov[:, best, best] + noise, 1e-12)[:, None, None]
-        return Selection(rows, mean, std0)
+
+        def spread(c: np.ndarray) -> np.ndarray:
+            return np.sqrt(np.clip(np.diagonal(c, axis1=1, axis2=2).T, 0.0, None) + noise)
+
+        latent = [cov]
+
+        def observe(row: int) -> np.ndarray:  # the pick seen at its mean: mean unchanged, spread shrinks nearby
+            c = latent[0][:, :, row]  # [m, k]
+            gain = np.maximum(latent[0][:, row, row] + noise, 1e-12)[:, None, None]
+            latent[0] = latent[0] - c[:, :, None] * c[:, None, :] / gain
+            return spread(latent[0])
+
+        std0 = spread(cov)
+        return Selection(self._greedy(mean, std0, n, observe), mean, std0)

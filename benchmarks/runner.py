@@ -190,11 +190,11 @@ def run_cell(cell: Cell, threads: int | None = None) -> dict[str, Any]:
             torch.set_num_threads(threads)
         except ImportError:
             pass
+    from framework.choice import evaluate_on_split, split_hypervolume
     from framework.loop import optimize
     from framework.pareto import igd_plus
     from framework.problem import HELDOUT, SEARCH
     from framework.registry import PROBLEMS, STRATEGIES
-    from framework.runs import evaluate_on_split, split_hypervolume
     from framework.store import EvaluationStore
     from framework.strategy import StrategyNotApplicable
     from framework.verdict import roles
@@ -320,7 +320,7 @@ def run_suite(suite: Suite, out: str | Path, *, seeds: int | None = None, jobs: 
     one problem evaluate the same mask: which pays first depends on timing, as with ``jobs``).  On
     a cluster of several machines, ``out`` (it holds the per-problem stores) and every data file
     must be reachable at the same path on every node."""
-    from framework.runs import format_duration
+    from framework.progress import format_duration
 
     if progress not in ("auto", "bar", "lines", "off"):
         raise ValueError(f"progress must be 'auto', 'bar', 'lines' or 'off', got {progress!r}")

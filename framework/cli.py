@@ -292,7 +292,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     if args.run_dir:
-        from framework.runs import choose_mask, read_run_config, verify_choice
+        from framework.choice import choose_mask, verify_choice
+        from framework.runs import read_run_config
         from framework.store import EvaluationStore
 
         run = Path(args.run_dir)
@@ -364,7 +365,8 @@ def _result_from_store(run: Path, cfg: RunConfig, problem):
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from framework.runs import finish_run, read_run_config, write_result
+    from framework.result_files import write_result
+    from framework.runs import finish_run, read_run_config
     from framework.store import EvaluationStore
 
     run = Path(args.run_dir)

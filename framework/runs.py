@@ -13,45 +13,35 @@ A run directory holds::
     front.png, hv.png    plots
     report.md            the run in words and numbers
     model/               the exported artefact of the chosen mask (only when a mask qualified)
+
+The pick and its verification live in :mod:`framework.choice`, the writing of ``result.json``,
+``front.csv`` and ``all.csv`` in :mod:`framework.result_files`, the plain progress lines in
+:mod:`framework.progress`.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from framework.choice import choose_mask, evaluate_on_split, split_hypervolume, verify_choice
 from framework.config import RunConfig, check_run_config
-from framework.loop import OptimizationResult, RunProgress, evaluate_guarded, optimize
-from framework.pareto import hypervolume
+from framework.loop import OptimizationResult, RunProgress, optimize
 from framework.problem import HELDOUT, SEARCH, Problem
+from framework.progress import ProgressLines
 from framework.registry import PROBLEMS, STRATEGIES
+from framework.result_files import _json_value, write_result
 from framework.store import EvaluationStore, check_store, run_fingerprints
-from framework.verdict import (
-    VALIDATION,
-    change,
-    cost_splits,
-    fallback_note,
-    judge,
-    reason_bias,
-    reason_cost,
-    reason_failed,
-    reason_screened,
-    reason_unpruned,
-    roles,
-    rule_sentence,
-)
+from framework.verdict import change
 
-__all__ = ["start_run", "resume_run", "finish_run", "choose_mask", "verify_choice", "Choice", "result_to_json",
-           "evaluate_on_split", "split_hypervolume", "RUN_FILE", "ProgressLines", "read_run_config", "finished_run",
-           "check_prunable", "check_same_problem", "setting_differences", "format_duration", "EXECUTOR_SETTINGS"]
+__all__ = ["start_run", "resume_run", "finish_run", "RUN_FILE", "read_run_config", "finished_run", "check_prunable",
+           "check_same_problem", "setting_differences", "EXECUTOR_SETTINGS"]
 
 RUN_FILE = "run.json"
 
@@ -70,7 +60,7 @@ def start_run(cfg: RunConfig, *, progress: bool | None = None, progress_lines: b
     loads), then the problem itself is built (a model that cannot be loaded or masked, data that
     cannot be read fail here) and must leave at least one head to prune.  ``progress``: the
     progress bar (``None``: when stderr is a terminal); ``progress_lines``: one plain line per
-    batch on stdout (:class:`ProgressLines`)."""
+    batch on stdout (:class:`~framework.progress.ProgressLines`)."""
     check_run_config(cfg)
     cfg.out = cfg.out or _default_out(cfg)
     out = Path(cfg.out)
@@ -267,297 +257,9 @@ def _execute(cfg: RunConfig, out: Path, problem: Problem, *, progress, progress_
     return out
 
 
-def format_duration(seconds: float) -> str:
-    """``75`` -> ``"1m15s"``, ``3700`` -> ``"1h01m"``, ``8.24`` -> ``"8.2s"``."""
-    if not np.isfinite(seconds):
-        return "?"
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
-
-
-class ProgressLines:
-    """A callback of :func:`~framework.loop.optimize` that writes one plain line per batch (for logs,
-    pipes and cluster jobs, where a progress bar is noise)::
-
-        progress: 20/50 evaluations, best bias=0.4121 perplexity=31.07, hv=0.2871, elapsed 1m52s, remaining ~2m48s
-
-    ``remaining`` extrapolates the time per budget unit so far.  ``write`` defaults to a flushed print."""
-
-    def __init__(self, objective_names: Sequence[str], *, write: Callable[[str], None] | None = None) -> None:
-        self.names = tuple(objective_names)
-        self.write = write or (lambda line: print(line, flush=True))
-        self.t0 = time.perf_counter()
-
-    def __call__(self, state: RunProgress) -> None:
-        elapsed = time.perf_counter() - self.t0
-        n, total = state.n_evaluations, state.budget
-        remaining = elapsed / n * max(total - n, 0) if n else float("nan")
-        best = " ".join(f"{name}={b:.4g}" for name, b in zip(self.names, state.best, strict=True))
-        self.write(f"progress: {n}/{total} evaluations, best {best}, hv={state.hypervolume:.4f}, "
-                   f"elapsed {format_duration(elapsed)}, remaining ~{format_duration(remaining)}")
-
-
 def _diagnostics(strategy) -> dict[str, Any]:
     fn = getattr(strategy, "diagnostics", None)
     return fn() if callable(fn) else {}
-
-
-# ------------------------------------------------------------------ result files
-def result_to_json(result: OptimizationResult) -> dict[str, Any]:
-    front = [{"mask": [int(b) for b in m], "objectives": dict(zip(result.objective_names, map(float, v), strict=True))}
-             for m, v in zip(result.front_masks, result.front_values, strict=True)]
-    return {
-        "problem": result.problem, "strategy": result.strategy, "strategy_options": result.strategy_options,
-        "seed": result.seed, "budget": result.budget, "batch_size": result.batch_size,
-        "n_evaluations": result.n_evaluations, "n_cache_hits": result.n_cache_hits, "n_resumed": result.n_resumed,
-        "n_sensitivity_calls": result.n_sensitivity_calls, "budget_spent": result.budget_spent,
-        "n_failed": result.n_failed,
-        "objective_names": list(result.objective_names), "ref_point": result.ref_point.tolist(),
-        "bounds": result.bounds.tolist(), "hypervolume": result.hypervolume,
-        "hv_curve": [float(h) for h in result.hv_curve], "front": front,
-        "wall_time_s": result.wall_time, "strategy_time_s": result.strategy_time,
-        "evaluation_time_s": result.evaluation_time, "evaluation_cost_s": result.evaluation_cost,
-        "stop_reason": result.stop_reason, "run_id": result.run_id,
-    }
-
-
-def _json_value(obj):
-    """JSON form of what ``json`` cannot write itself: numpy arrays as lists (a strategy option
-    may be an array), numpy scalars as Python numbers."""
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if hasattr(obj, "__float__"):  # e.g. a 0-d tensor
-        return float(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
-
-def _write_csv(path: Path, names: Sequence[str], masks: np.ndarray, values: np.ndarray, extra=None) -> None:
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["index", *names, "n_pruned", "pruned_heads", *([] if extra is None else ["cache_hit"])])
-        for i, (m, v) in enumerate(zip(masks, values, strict=True)):
-            row = [i, *(f"{x:.6g}" for x in v), int((~m).sum()), " ".join(map(str, np.flatnonzero(~m)))]
-            w.writerow(row + ([] if extra is None else [int(extra[i])]))
-
-
-def write_result(out: Path, result: OptimizationResult, cfg: RunConfig, *, strategy_diagnostics: dict) -> None:
-    data = result_to_json(result)
-    data["strategy_diagnostics"] = strategy_diagnostics
-    data["config"] = cfg.to_json()
-    (out / "result.json").write_text(json.dumps(data, indent=2, default=_json_value))
-    _write_csv(out / "front.csv", result.objective_names, result.front_masks, result.front_values)
-    _write_csv(out / "all.csv", result.objective_names, result.masks, result.values, extra=result.cache_hit)
-
-
-# -------------------------------------------------------------------- choosing
-@dataclass
-class Choice:
-    """The mask picked from a run, and why.
-
-    ``index`` is the mask's position in the run's evaluations, ``None`` when no front mask qualified
-    (then ``mask`` is the unpruned mask: no repair was found, and nothing should be exported)."""
-
-    mask: np.ndarray
-    index: int | None
-    split: str                  # the pick split
-    values: np.ndarray          # float[m] on the pick split
-    baseline: np.ndarray        # float[m]: the unpruned model on the pick split
-    rule: str
-    note: str = ""
-    max_cost: float = 5.0       # % above the unpruned model allowed for the cost on each of ``cost_splits``
-    cost_splits: tuple[str, ...] = ()
-    candidates: list[dict[str, Any]] = field(default_factory=list)  # every front mask, qualified or why not
-
-    @property
-    def is_repair(self) -> bool:
-        return self.index is not None
-
-
-def evaluate_on_split(problem: Problem, store: EvaluationStore, masks: np.ndarray,
-                      split: str) -> tuple[np.ndarray, list]:
-    """Evaluate on a non-search split through the store (free of the budget, never paid twice); a
-    mask whose evaluation fails gets NaN values (stored as failed with its reason)."""
-    fp = problem.fingerprint(split)
-    store.register_problem(fp, problem.name, {"split": split, **problem.describe()})
-    stored = store.get(fp, masks)
-    todo = [i for i, s in enumerate(stored) if s is None]
-    values = np.full((len(masks), problem.n_objectives), np.nan)
-    infos: list[dict] = [{} for _ in masks]
-    for i, s in enumerate(stored):
-        if s is not None:
-            values[i], infos[i] = s.objectives, s.info
-    if todo:  # a mask whose evaluation fails is stored as failed with its reason (NaN values)
-        v, inf, reasons, secs = evaluate_guarded(problem, masks[todo], split)
-        store.put(fp, masks[todo], v, infos=inf, wall_times=secs, reasons=reasons, strategy="verification")
-        for j, i in enumerate(todo):
-            values[i], infos[i] = v[j], inf[j]
-    return values, infos
-
-
-def split_hypervolume(problem: Problem, values: np.ndarray, split: str) -> float:
-    """Hypervolume of ``values`` measured on ``split``, normalized by that split's own reference.
-
-    The problem's reference point and bounds come from its search-split baseline; another split
-    has other unpruned values (other text, other descriptors), so its reference point and bounds
-    are scaled by ``baseline(split) / baseline(search)`` per objective: a front that repairs the
-    model as much on held-out data as on search data gets the same hypervolume on both."""
-    ref = np.asarray(problem.ref_point, dtype=float)
-    lo, hi = np.asarray(problem.bounds, dtype=float)
-    base_s, base_x = problem.baseline(SEARCH), problem.baseline(split)
-    if split != SEARCH and base_s is not None and base_x is not None:
-        scale = np.where(np.asarray(base_s) != 0, np.asarray(base_x) / np.asarray(base_s), 1.0)
-        ref, lo, hi = ref * scale, lo * scale, hi * scale
-    span = np.where(hi > lo, hi - lo, 1.0)
-    # clipped at the ideal bound, as every indicator (Problem.normalize(clip=True))
-    return hypervolume(np.maximum((np.asarray(values, dtype=float) - lo) / span, 0.0), (ref - lo) / span)
-
-
-def _split_values(problem: Problem, store: EvaluationStore, result: OptimizationResult, idx: np.ndarray,
-                  split: str) -> np.ndarray:
-    """``float[len(idx), m]``: the run's evaluations ``idx`` on ``split`` (search values from the run)."""
-    if split == SEARCH:
-        return result.values[idx]
-    return evaluate_on_split(problem, store, result.masks[idx], split)[0]
-
-
-def _unpruned(problem: Problem, store: EvaluationStore, split: str) -> np.ndarray:
-    """``float[m]``: the problem's baseline on ``split``, or the unpruned mask evaluated there."""
-    base = problem.baseline(split)
-    if base is None:
-        base = evaluate_on_split(problem, store, problem.space.keep_all(), split)[0][0]
-    return np.asarray(base, dtype=float)
-
-
-def _opt(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
-
-
-def _rel(values: np.ndarray, base: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(base != 0, values / base - 1.0, np.nan)
-
-
-#: A front mask whose cost on the search split exceeds this multiple of ``max_cost`` is not
-#: evaluated on validation and held-out for the pick (it cannot qualify unless the splits disagree
-#: by more than the limit itself; perplexity changes agree across splits, Spearman +0.86).
-SCREEN_FACTOR = 2.0
-
-
-def choose_mask(problem: Problem, result: OptimizationResult, store: EvaluationStore | None = None, *,
-                max_cost: float = 5.0, split: str = VALIDATION) -> Choice | None:
-    """Pick a repair from the run's front: the rule of ``headrepair run``.
-
-    A front mask qualifies when its cost (the cost objective, :func:`framework.verdict.roles`) is at
-    most ``max_cost`` % above the unpruned model on the pick split, on validation and on held-out
-    (each split against its own unpruned value; splits the problem lacks are skipped), and its bias
-    is below the unpruned model's on the pick split ``split``; the unpruned mask never qualifies.
-    Among qualifying masks the lowest bias on ``split`` wins.  A mask whose search cost is over
-    :data:`SCREEN_FACTOR` times ``max_cost`` does not qualify and is not evaluated on other splits
-    for the pick.  Non-search splits are evaluated
-    through ``store`` (free of the budget, never paid twice); with ``store=None`` in a throw-away
-    in-memory store.  ``split="validation"`` falls back to search for problems without a
-    validation split (said in ``note``); held-out data may not pick.
-
-    Returns a :class:`Choice` (``index is None``: no repair found, keep the unpruned model), or
-    ``None`` when the problem has no baseline to compare with."""
-    if split == HELDOUT:
-        raise ValueError("cannot pick on the held-out split: it must stay unseen to verify the pick")
-    if store is None:
-        with EvaluationStore(":memory:") as tmp:
-            return choose_mask(problem, result, tmp, max_cost=max_cost, split=split)
-    note = ""
-    if split == VALIDATION and split not in problem.splits:
-        note, split = fallback_note(VALIDATION, SEARCH), SEARCH
-    if split not in problem.splits:
-        raise ValueError(f"cannot pick on split {split!r}: problem {problem.name!r} has {list(problem.splits)}")
-    if problem.n_objectives < 2 or problem.baseline(split) is None:
-        return None
-    bias, cost = roles(problem)
-    names = problem.objective_names
-    checked = cost_splits(problem.splits, split)
-    rule = rule_sentence(names[bias], names[cost], split, checked, max_cost)
-    idx = result.front_index
-    keep = result.masks[idx].all(axis=1) if len(idx) else np.zeros(0, dtype=bool)
-    cand = idx[~keep]
-    # a mask whose search cost is far over the limit is not paid for on the other splits
-    search_cost = _rel(result.values[cand], _unpruned(problem, store, SEARCH))[:, cost] if len(cand) else np.zeros(0)
-    screened = ~(search_cost <= SCREEN_FACTOR * max_cost / 100)
-    values = {}
-    for s in dict.fromkeys([split, *checked]):
-        values[s] = np.full((len(cand), problem.n_objectives), np.nan)
-        if (~screened).any():
-            values[s][~screened] = _split_values(problem, store, result, cand[~screened], s)
-    bases = {s: _unpruned(problem, store, s) for s in values}
-    rels = {s: _rel(v, bases[s]) for s, v in values.items()}
-    candidates: list[dict[str, Any]] = []
-    ok = np.ones(len(cand), dtype=bool)
-    for j, i in enumerate(cand):
-        if screened[j]:
-            reasons = [reason_screened(names[cost], _opt(search_cost[j]), SCREEN_FACTOR, max_cost)]
-        else:
-            reasons = [reason_failed(s) for s, v in values.items() if not np.all(np.isfinite(v[j]))]
-        if not reasons:
-            for s in checked:
-                c = rels[s][j, cost]
-                if not c <= max_cost / 100:   # NaN (no baseline on that split) fails too
-                    reasons.append(reason_cost(names[cost], _opt(c), s, max_cost))
-            if not values[split][j, bias] < bases[split][bias]:
-                reasons.append(reason_bias(names[bias], _opt(rels[split][j, bias]), split))
-        ok[j] = not reasons
-        candidates.append({"index": int(i), "n_pruned": int((~result.masks[i]).sum()), "qualified": not reasons,
-                           "reasons": reasons, "values": {s: v[j].tolist() for s, v in values.items()},
-                           "relative_change": {s: [_opt(x) for x in r[j]] for s, r in rels.items()}})
-    for i in idx[keep]:
-        candidates.insert(0, {"index": int(i), "n_pruned": 0, "qualified": False, "reasons": [reason_unpruned()],
-                              "values": {}, "relative_change": {}})
-    base = bases[split]
-    common = {"rule": rule, "note": note, "max_cost": float(max_cost), "cost_splits": tuple(checked),
-              "candidates": candidates}
-    if not ok.any():
-        return Choice(problem.space.keep_all()[0], None, split, base, base, **common)
-    best = np.flatnonzero(ok)[np.argmin(values[split][ok, bias])]
-    return Choice(result.masks[cand[best]], int(cand[best]), split, values[split][best], base, **common)
-
-
-def verify_choice(problem: Problem, choice: Choice, store: EvaluationStore | None = None) -> dict[str, Any]:
-    """The chosen mask and the unpruned model on every split (through ``store``, free of the budget),
-    with relative changes, their paired standard errors and significance, and the verdict
-    (:func:`framework.verdict.judge`).  This is ``chosen_mask.json``."""
-    if store is None:
-        with EvaluationStore(":memory:") as tmp:
-            return verify_choice(problem, choice, tmp)
-    names = problem.objective_names
-    bias, cost = roles(problem)
-    masks = np.vstack([choice.mask[None], problem.space.keep_all()])
-    per_split: dict[str, Any] = {}
-    for split in problem.splits:
-        values, infos = evaluate_on_split(problem, store, masks, split)
-        entry: dict[str, Any] = {}
-        for j, name in enumerate(names):
-            v, b = float(values[0, j]), float(values[1, j])
-            entry[name] = {"value": v, "se": infos[0].get(f"{name}_se"), "unpruned": b,
-                           "unpruned_se": infos[1].get(f"{name}_se"), **change(v, b, infos[0], name)}
-        extra = problem.verification_figures(choice.mask, split) if choice.is_repair else {}
-        if extra:
-            entry["other"] = extra
-        per_split[split] = entry
-    checked = list(choice.cost_splits) or cost_splits(problem.splits, choice.split)
-    verdict = judge(per_split, bias=names[bias], cost=names[cost], pick_split=choice.split,
-                    checked=checked, max_cost=choice.max_cost, is_repair=choice.is_repair)
-    return {"rule": choice.rule, "pick_split": choice.split, "max_cost": choice.max_cost, "cost_splits": checked,
-            "roles": {"bias": names[bias], "cost": names[cost]},
-            "index": choice.index, "note": choice.note,
-            "mask": problem.space.to_grid(choice.mask)[0].astype(int).tolist(),
-            "n_pruned": int((~choice.mask).sum()), "pruned_heads": np.flatnonzero(~choice.mask).tolist(),
-            "splits": per_split, "verdict": verdict, "candidates": choice.candidates}
 
 
 # ------------------------------------------------------------------- finishing

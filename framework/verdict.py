@@ -5,9 +5,10 @@ bootstrap standard error of the *relative change* against the unpruned model on 
 (``<name>_rel_se`` in a problem's evaluation info), which cancels the variation that the mask and
 the unpruned model share.  A problem that reports no such error gets no significance claim.
 
-The run-finishing code (:mod:`framework.runs`) and the report (:mod:`framework.report`) take the
-objective roles (declared on the problem: ``Problem.bias_objective``, ``Problem.cost_objectives``),
-the thresholds, the verdict and all their sentences from here, so that a test can cover each sentence.
+The pick and its verification (:mod:`framework.choice`), the run-finishing code (:mod:`framework.runs`)
+and the report (:mod:`framework.report`) take the objective roles (declared on the problem:
+``Problem.bias_objective``, ``Problem.cost_objectives``), the thresholds, the verdict and all their
+sentences from here, so that a test can cover each sentence.
 """
 
 from __future__ import annotations
@@ -231,7 +232,7 @@ def _comparison_sentence(c: Mapping[str, Any], bias: str) -> str:
 
 def verdict_sentences(chosen: Mapping[str, Any], *, exported: str | None = None) -> list[str]:
     """Every sentence the report prints about the chosen mask, from a ``chosen_mask.json`` dict
-    (:func:`framework.runs.verify_choice`); ``exported`` is the path of the exported model, if any."""
+    (:func:`framework.choice.verify_choice`); ``exported`` is the path of the exported model, if any."""
     v = chosen["verdict"]
     bias, cost = v["bias"], v["cost"]
     out = list(_status_sentences(v))

@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from framework.choice import Choice, choose_mask, verify_choice
 from framework.config import RunConfig
 from framework.loop import OptimizationResult, optimize
 from framework.problem import HELDOUT, SEARCH, Problem
 from framework.report import verdict_sentences
-from framework.runs import Choice, choose_mask, finish_run, verify_choice, write_result
+from framework.result_files import write_result
+from framework.runs import finish_run
 from framework.space import HeadSpace
 from framework.store import EvaluationStore
 from framework.strategy import Strategy

@@ -201,8 +201,8 @@ def test_resume_refuses_non_run_dir(tmp_path):
 
 
 def test_split_hypervolume_uses_each_splits_own_baseline():
+    from framework.choice import split_hypervolume
     from framework.problem import Problem
-    from framework.runs import split_hypervolume
     from framework.space import HeadSpace
 
     class TwoSplits(Problem):
@@ -239,9 +239,9 @@ def test_split_hypervolume_uses_each_splits_own_baseline():
 def test_area_beyond_the_ideal_bound_adds_no_hypervolume():
     """A perplexity below the unpruned model's (the ideal bound) counts as the bound itself, in the
     run's curve, in the split hypervolume and through the loop."""
+    from framework.choice import split_hypervolume
     from framework.loop import run_hypervolume_curve
     from framework.problem import Problem
-    from framework.runs import split_hypervolume
     from framework.space import HeadSpace
 
     class BeyondIdeal(Problem):

@@ -13,9 +13,9 @@ import json
 import numpy as np
 import pytest
 
+from framework.choice import choose_mask, verify_choice
 from framework.loop import optimize
 from framework.problem import SEARCH, Problem, validate_roles
-from framework.runs import choose_mask, verify_choice
 from framework.space import HeadSpace
 from framework.store import EvaluationStore
 from framework.strategy import ProblemInfo

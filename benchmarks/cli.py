@@ -10,7 +10,7 @@ __all__ = ["register"]
 
 
 def register(sub) -> callable:
-    from framework.cli import DefaultsFormatter
+    from framework.cli_parser import DefaultsFormatter
 
     p = sub.add_parser("bench", help="run a benchmark suite comparing strategies (resumable)",
                        formatter_class=DefaultsFormatter,
@@ -32,7 +32,7 @@ def register(sub) -> callable:
     p.add_argument("--data", help="directory of reference data (HolisticBias, FASP head scores) that suites name "
                                   "as ${HEADREPAIR_DATA} (default: $HEADREPAIR_DATA)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no progress lines")
-    from framework.cli import add_executor_arguments
+    from framework.cli_parser import add_executor_arguments
 
     add_executor_arguments(p, bench=True)
     return _handle
@@ -41,7 +41,7 @@ def register(sub) -> callable:
 def _handle(args) -> int:
     from benchmarks.report import write_bench_report
     from benchmarks.runner import collect_results, load_suite, run_suite
-    from framework.cli import progress_mode
+    from framework.cli_parser import progress_mode
 
     if getattr(args, "command", None) == "report":
         out = Path(args.run_dir)

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from framework.loop import OptimizationResult, evaluate_guarded
+from framework.evaluators import evaluate_guarded
 from framework.pareto import hypervolume
 from framework.problem import HELDOUT, SEARCH, Problem
+from framework.results import OptimizationResult
 from framework.store import EvaluationStore
 from framework.verdict import (
     VALIDATION,

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from framework.config import RunConfig
-from framework.loop import OptimizationResult
 from framework.problem import HELDOUT, SEARCH, Problem
+from framework.results import OptimizationResult
 from framework.verdict import SIGNIFICANCE, roles, verdict_sentences
 
 __all__ = ["plot_front", "plot_hv", "write_report", "verdict_sentences"]

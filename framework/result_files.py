@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from framework.config import RunConfig
-from framework.loop import OptimizationResult
+from framework.results import OptimizationResult
 
 __all__ = ["result_to_json", "write_result"]
 

@@ -32,11 +32,12 @@ import numpy as np
 
 from framework.choice import choose_mask, evaluate_on_split, split_hypervolume, verify_choice
 from framework.config import RunConfig, check_run_config
-from framework.loop import OptimizationResult, RunProgress, optimize
+from framework.loop import RunProgress, optimize
 from framework.problem import HELDOUT, SEARCH, Problem
 from framework.progress import ProgressLines
 from framework.registry import PROBLEMS, STRATEGIES
 from framework.result_files import _json_value, write_result
+from framework.results import OptimizationResult
 from framework.store import EvaluationStore, check_store, run_fingerprints
 from framework.verdict import change
 

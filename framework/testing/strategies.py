@@ -8,9 +8,10 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from framework.loop import OptimizationResult, RunProgress, optimize
+from framework.loop import RunProgress, optimize
 from framework.problem import Problem
 from framework.registry import PROBLEMS, STRATEGIES, RegistryError, option_names
+from framework.results import OptimizationResult
 from framework.space import as_masks
 from framework.store import EvaluationStore
 from framework.strategy import ProblemInfo, Strategy, StrategyNotApplicable

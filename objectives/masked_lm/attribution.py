@@ -29,7 +29,7 @@ __all__ = ["register", "attribute", "compare_knockouts", "plot_heatmap"]
 
 
 def register(sub) -> Any:
-    from framework.cli import DefaultsFormatter
+    from framework.cli_parser import DefaultsFormatter
 
     p = sub.add_parser("attribute", formatter_class=DefaultsFormatter,
                        help="estimate every head's effect on each objective (one backward pass)",

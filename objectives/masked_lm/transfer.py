@@ -31,7 +31,7 @@ DEFAULT_METRICS = ("pronoun", "swap", "likelihood", "perplexity")
 
 
 def register(sub) -> Any:
-    from framework.cli import DefaultsFormatter
+    from framework.cli_parser import DefaultsFormatter
 
     p = sub.add_parser("transfer", formatter_class=DefaultsFormatter,
                        help="check whether bias changes on the search split carry over to held-out data",

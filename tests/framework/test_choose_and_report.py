@@ -17,10 +17,11 @@ import pytest
 
 from framework.choice import Choice, choose_mask, verify_choice
 from framework.config import RunConfig
-from framework.loop import OptimizationResult, optimize
+from framework.loop import optimize
 from framework.problem import HELDOUT, SEARCH, Problem
 from framework.report import verdict_sentences
 from framework.result_files import write_result
+from framework.results import OptimizationResult
 from framework.runs import finish_run
 from framework.space import HeadSpace
 from framework.store import EvaluationStore

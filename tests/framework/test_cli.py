@@ -115,7 +115,8 @@ def _option_helps(text: str) -> dict[str, str]:
 def test_help_states_each_default_once_and_truly(command, capsys):
     """Flags whose value comes from the run configuration have argparse default None: their help
     states the configuration's default, once, and never "(default: None)"."""
-    from framework.cli import _run_config, build_parser
+    from framework.cli_commands import _run_config
+    from framework.cli_parser import build_parser
     from framework.config import DEFAULTS
 
     with pytest.raises(SystemExit):
@@ -139,7 +140,7 @@ def test_help_states_each_default_once_and_truly(command, capsys):
 def test_every_parser_built_in_one_process_has_the_plugin_commands(capsys):
     """Plug-in sub-commands (entry points ``headrepair.commands``) are added to every parser, not
     only to the first one a process builds (a second ``main`` call used to lose them)."""
-    from framework.cli import build_parser
+    from framework.cli_parser import build_parser
 
     for _ in range(2):
         sub = next(a for a in build_parser()._actions if a.dest == "command")

@@ -332,7 +332,7 @@ def test_a_problem_whose_every_evaluation_fails_stops_with_one_line_and_an_intac
 
 
 def test_a_batch_that_raises_is_evaluated_mask_by_mask():
-    from framework.loop import evaluate_guarded
+    from framework.evaluators import evaluate_guarded
     from framework.problem import Problem
     from framework.space import HeadSpace
 

@@ -240,8 +240,8 @@ def test_area_beyond_the_ideal_bound_adds_no_hypervolume():
     """A perplexity below the unpruned model's (the ideal bound) counts as the bound itself, in the
     run's curve, in the split hypervolume and through the loop."""
     from framework.choice import split_hypervolume
-    from framework.loop import run_hypervolume_curve
     from framework.problem import Problem
+    from framework.results import run_hypervolume_curve
     from framework.space import HeadSpace
 
     class BeyondIdeal(Problem):
@@ -305,7 +305,7 @@ class _SensitivityEveryRound(Strategy):
 
 
 def test_sensitivity_calls_count_once_per_mask_are_stored_and_resume_free(tmp_path):
-    from framework.loop import curve_by_budget
+    from framework.results import curve_by_budget
 
     problem = PROBLEMS.create("rho-mnk", n_bits=12, k=1, seed=0, sensitivity_noise=0.3)
     with EvaluationStore(tmp_path / "s.sqlite") as store:
@@ -333,7 +333,7 @@ def test_sensitivity_calls_count_once_per_mask_are_stored_and_resume_free(tmp_pa
 
 
 def test_curve_by_budget_repeats_the_hypervolume_at_each_sensitivity_call():
-    from framework.loop import curve_by_budget
+    from framework.results import curve_by_budget
 
     np.testing.assert_array_equal(curve_by_budget([0.1, 0.2, 0.5], [0, 2]), [0.0, 0.1, 0.1, 0.2, 0.5])
     np.testing.assert_array_equal(curve_by_budget([0.1, 0.2], []), [0.1, 0.2])

@@ -100,8 +100,9 @@ def test_broken_plugin_does_not_hide_others(tmp_path, monkeypatch):
 def test_framework_imports_no_plugin_package():
     import subprocess
 
-    code = ("import sys, framework.cli, framework.runs, framework.choice, framework.result_files, framework.progress, "
-            "framework.loop, framework.store, framework.registry; "
+    code = ("import sys, framework.cli, framework.cli_parser, framework.cli_commands, framework.runs, "
+            "framework.choice, framework.result_files, framework.progress, framework.loop, framework.results, "
+            "framework.store, framework.registry; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('objectives', 'strategies', 'surrogates', "
             "'benchmarks', 'torch', 'transformers', 'botorch')]; print(bad); assert not bad")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -6,7 +6,6 @@ import gc
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -18,70 +17,31 @@ from framework.problem import Problem, Sensitivities
 from framework.validate import did_you_mean
 from objectives.masked_lm.batching import MaskRunner
 from objectives.masked_lm.classifiers import CLASSIFIERS, make_classifier
-from objectives.masked_lm.counterfactual import (
-    COUNTERFACTUAL_METRICS,
-    PAIR_AGGREGATES,
-    PRONOUN_AGGREGATES,
-    PairBias,
-    PronounBias,
-    bias_change,
-    codes,
-)
+from objectives.masked_lm.counterfactual import COUNTERFACTUAL_METRICS, PairBias, PronounBias
 from objectives.masked_lm.data import (
     HELDOUT_BY,
     SPLITS,
-    BiasSentence,
     HolisticBiasSet,
     builtin_gender_set,
     corpus_windows,
-    cut_bias_splits,
     load_corpus,
     load_holistic_bias,
 )
 from objectives.masked_lm.export import export_pruned
 from objectives.masked_lm.masking import HeadMasker, check_config_supported
-from objectives.masked_lm.metrics import (
-    AGGREGATES,
-    SCOPES,
-    EncodedPrompts,
-    EncodedSentences,
-    ItemBootstrap,
-    SentenceLogprobs,
-    UnitTable,
-    bootstrap_perplexity,
-    encode_prompts,
-    encode_sentences,
-    generate,
-    group_bias_items,
-    item_bootstrap,
-    pair_fraction,
-    perplexity,
-    sentence_logprobs,
-    window_nll,
-)
+from objectives.masked_lm.metric_names import BIAS_METRICS, HOLISTIC_METRICS, METRIC_AGGREGATES, UTILITIES
+from objectives.masked_lm.metrics import SCOPES, EncodedPrompts, perplexity
 from objectives.masked_lm.models import DEFAULT_MODEL, load_model, model_identity, resolve_device
-from objectives.masked_lm.multiple_choice import (
-    accuracy_figures,
-    choice_items_digest,
-    choice_scores,
-    cut_choice_splits,
-    encode_choices,
-    load_choice_file,
-)
-from objectives.masked_lm.pairs import builtin_swap_pairs, cut_pair_splits, describe_pairs, load_pair_file
-from objectives.masked_lm.pronouns import cut_pronoun_splits, describe_pronoun_data
+from objectives.masked_lm.multiple_choice import choice_items_digest, load_choice_file
+from objectives.masked_lm.pairs import builtin_swap_pairs, describe_pairs, load_pair_file
+from objectives.masked_lm.problem_figures import MaskedLMFigures
+from objectives.masked_lm.problem_measuring import MaskedLMMeasuring, _BiasData
+from objectives.masked_lm.pronouns import describe_pronoun_data
 from objectives.masked_lm.pypi_assets import cache_dir
 from objectives.masked_lm.sensitivity import SENSITIVITY_METRICS, sensitivities_of
 
-__all__ = ["MaskedLMProblem", "BIAS_METRICS", "UTILITIES"]
+__all__ = ["MaskedLMProblem", "BIAS_METRICS", "UTILITIES", "HOLISTIC_METRICS", "METRIC_AGGREGATES"]
 
-HOLISTIC_METRICS = ("likelihood", "generation")
-BIAS_METRICS = (*COUNTERFACTUAL_METRICS, *HOLISTIC_METRICS)
-UTILITIES = ("perplexity",)
-#: Aggregates each bias metric accepts; the first is its default.
-METRIC_AGGREGATES = {"pronoun": PRONOUN_AGGREGATES, "swap": PAIR_AGGREGATES, "pairs": PAIR_AGGREGATES,
-                     "likelihood": ("descriptor", *[a for a in AGGREGATES if a != "descriptor"]),
-                     "generation": ("descriptor", *[a for a in AGGREGATES if a != "descriptor"])}
 PAIR_COLUMNS = ("more", "less", "group", "direction", "item", "family")
 CHOICE_COLUMNS = ("context", "choices", "label", "item")
 _BASELINE_VERSION = 2
@@ -89,17 +49,7 @@ _BASELINE_VERSION = 2
 _CUT_VERSION = "families-crossed-v2"
 
 
-@dataclass
-class _BiasData:
-    """Prepared items of one (axis, split, metric): sentences or prompts, their bootstrap units."""
-
-    items: list[BiasSentence]
-    table: UnitTable
-    boot: ItemBootstrap                   # descriptors across buckets x templates x nouns
-    encoded: EncodedSentences | None      # likelihood only
-
-
-class MaskedLMProblem(Problem):
+class MaskedLMProblem(MaskedLMMeasuring, MaskedLMFigures, Problem):
     """Bias (objective 0) and perplexity (objective 1) of a causal LM under a head mask, both minimized.
 
     Bias metrics (``bias_metric``); the counterfactual ones compare every item with its own
@@ -362,187 +312,6 @@ class MaskedLMProblem(Problem):
         key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
         return cache_dir() / "baselines" / f"masked-lm-{key}.json"
 
-    # ---------------------------------------------------------------------- data
-    def _prepared(self, axis: str, split: str, kind: str) -> _BiasData:
-        key = (axis, split, kind)
-        if key not in self._bias_data:
-            if kind == "likelihood":
-                cut = cut_bias_splits(self.data, axis, by=self.heldout_by, n_templates=self.sizes["n_templates"],
-                                      n_nouns=self.sizes["n_nouns"], max_sentences=self.sizes["max_sentences"],
-                                      seed=self.seed)
-            else:
-                cut = cut_bias_splits(self.data, axis, by=self.heldout_by,
-                                      n_templates=self.sizes["n_generation_templates"], n_nouns=self.sizes["n_nouns"],
-                                      max_sentences=self.sizes["max_prompts"], generation=True, seed=self.seed)
-            for name, items in cut.items():
-                table = UnitTable.build([s.descriptor for s in items], [s.bucket for s in items])
-                encoded = (encode_sentences(self.tokenizer, [s.text for s in items],
-                                            [s.descriptor_end for s in items], batch_size=self.batch_size)
-                           if kind == "likelihood" else None)
-                others = [codes([s.template for s in items]), codes([s.noun for s in items])]
-                boot = item_bootstrap(table, others, self.n_boot, seed=self.seed)
-                self._bias_data[(axis, name, kind)] = _BiasData(items, table, boot, encoded)
-        return self._bias_data[key]
-
-    def _aggregate(self, kind: str) -> str:
-        """The problem's ``aggregate`` for its own bias metric, each other metric's default otherwise."""
-        return self.aggregate if kind == self.bias_metric else METRIC_AGGREGATES[kind][0]
-
-    def _counterfactual(self, kind: str) -> PronounBias | PairBias:
-        """The prepared counterfactual objective ``kind`` (built once)."""
-        if kind not in self._counterfactuals:
-            common = {"aggregate": self._aggregate(kind), "batch_size": self.batch_size, "n_boot": self.n_boot,
-                      "seed": self.seed}
-            if kind == "pronoun":
-                splits = cut_pronoun_splits(seed=self.seed, n_occupations=self.counterfactual_sizes[
-                    "n_pronoun_occupations"], n_templates=self.counterfactual_sizes["n_pronoun_templates"])
-                self._counterfactuals[kind] = PronounBias(self.tokenizer, splits, **common)
-            elif kind == "swap":
-                self._counterfactuals[kind] = PairBias(kind, self.tokenizer,
-                                                       cut_pair_splits(builtin_swap_pairs(), seed=self.seed), **common)
-            elif kind == "pairs":
-                if self._pairs is None:
-                    raise ValueError("the pairs metric needs pair_file (a JSONL or CSV file of sentence pairs)")
-                self._counterfactuals[kind] = PairBias(kind, self.tokenizer,
-                                                       cut_pair_splits(self._pairs, seed=self.seed), **common)
-            else:
-                raise ValueError(f"{kind!r} is not a counterfactual metric ({COUNTERFACTUAL_METRICS})")
-        return self._counterfactuals[kind]
-
-    # ------------------------------------------------------------------ measuring
-    def _measure(self, masks: np.ndarray, split: str, axis: str, kinds: Sequence[str]) -> list[dict]:
-        """Raw measurements per mask: ``"likelihood"`` (SentenceLogprobs arrays), ``"generation"``
-        (classifier scores and texts), ``"perplexity"`` (window NLL)."""
-        raws: list[dict] = [{} for _ in range(len(masks))]
-        counterfactual = [k for k in kinds if k in COUNTERFACTUAL_METRICS]
-        if "likelihood" in kinds or "perplexity" in kinds or counterfactual or "accuracy" in kinds:
-            enc = self._prepared(axis, split, "likelihood").encoded if "likelihood" in kinds else None
-            win = self._windows[split]
-            if "accuracy" in kinds:
-                self._choice_data(split)  # encoded once, before the passes
-            # the runner computes each forward pass for every mask at once (several masks per pass,
-            # reuse of the layers masks agree on); the metric code below runs once per mask
-            runner = self.runner
-            with runner.group((split, axis, tuple(kinds)), np.asarray(masks, dtype=bool)):
-                for j, raw in enumerate(raws):
-                    runner.select(j)
-                    for kind in counterfactual:
-                        raw[kind] = self._counterfactual(kind).measure(runner, split)
-                    if "accuracy" in kinds:
-                        sc = choice_scores(runner, self._choice_data(split))
-                        raw["accuracy"] = {"total": sc.total, "per_token": sc.per_token, "n_tokens": sc.n_tokens}
-                    if enc is not None:
-                        lp = sentence_logprobs(runner, enc)
-                        raw["likelihood"] = {"sum_all": lp.sum_all, "n_all": lp.n_all, "sum_after": lp.sum_after,
-                                             "n_after": lp.n_after}
-                    if "perplexity" in kinds:
-                        nll, n_scored = window_nll(runner, win.input_ids, win.stride,
-                                                   batch_size=self.window_batch_size)
-                        raw["perplexity"] = {"nll": nll, "n_scored": n_scored}
-        if "generation" in kinds:
-            prompts = self._prepared(axis, split, "generation").items
-            g = self.generation
-            key = (axis, split)
-            if key not in self._prompt_batches:  # tokenized and padded once per problem
-                self._prompt_batches[key] = encode_prompts(self.tokenizer, [p.text for p in prompts],
-                                                           batch_size=self.batch_size)
-            texts = generate(self.model, self.tokenizer, self._prompt_batches[key], masks, self.masker.set_masks,
-                             max_new_tokens=g["max_new_tokens"], batch_size=self.batch_size,
-                             masks_per_forward=self.masks_per_forward, greedy=g["greedy"],
-                             temperature=g["temperature"], top_p=g["top_p"], seed=self.seed)
-            for raw, conts in zip(raws, texts, strict=True):
-                raw["generation"] = {"scores": self._classifier.score(conts), "texts": conts}
-        return raws
-
-    def _baseline_raw(self, split: str, axis: str, kind: str) -> dict:
-        """Raw keep-all measurement of ``kind``, measured once and stored as JSON."""
-        key = (axis, split, kind)
-        if key in self._baselines:
-            return self._baselines[key]
-        path = self._baseline_path(axis, split)
-        stored: dict = {}
-        if path.is_file():
-            try:
-                stored = json.loads(path.read_text())
-            except ValueError:
-                stored = {}
-        if kind not in stored:
-            raw = self._measure(self.space.keep_all(), split, axis, [kind])[0][kind]
-            stored[kind] = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in raw.items()}
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".partial")
-            tmp.write_text(json.dumps(stored))
-            tmp.replace(path)
-        rec = {k: (np.asarray(v) if isinstance(v, list) and k != "texts" else v) for k, v in stored[kind].items()}
-        self._baselines[key] = rec
-        return rec
-
-    # ------------------------------------------------------------------ figures
-    def _choice_data(self, split: str):
-        if self._choices is None:
-            raise ValueError("the accuracy metric needs choice_file (JSONL: context, choices, label)")
-        if split not in self._choice_encoded:
-            cut = cut_choice_splits(self._choices, seed=self.seed)
-            self._choice_encoded.update({s: encode_choices(self.tokenizer, items, batch_size=self.batch_size)
-                                         for s, items in cut.items()})
-        return self._choice_encoded[split]
-
-    def _accuracy_figures(self, raw: dict, base: dict, split: str) -> dict[str, Any]:
-        labels = self._choice_data(split).labels
-        fig = accuracy_figures(np.asarray(raw["per_token"], dtype=float), labels,
-                               np.asarray(base["per_token"], dtype=float))
-        return {"value": fig["accuracy"], "se": fig["accuracy_se"], "baseline": fig["base_accuracy"],
-                "change": fig["accuracy_change"], "change_se": fig["accuracy_change_se"], "n_items": fig["n_items"]}
-
-    def _bias_figures(self, raw: dict, base: dict, split: str, axis: str, kind: str) -> dict[str, Any]:
-        if kind in COUNTERFACTUAL_METRICS:
-            return self._counterfactual(kind).figures(raw, base, split)
-        data = self._prepared(axis, split, kind)
-        t = data.table
-
-        def scores_of(r: dict, scope: str) -> np.ndarray:
-            if kind == "generation":
-                return np.asarray(r["scores"], dtype=float)
-            return SentenceLogprobs(r["sum_all"], r["n_all"], r["sum_after"], r["n_after"]).mean(scope)
-
-        scope = self.scope if kind == "likelihood" else "sentence"
-        variants: dict[str, float] = {}
-        for sc in (SCOPES if kind == "likelihood" else ("sentence",)):
-            x = scores_of(raw, sc)
-            for agg in AGGREGATES:
-                name = f"{kind}/{sc}/{agg}" if kind == "likelihood" else f"{kind}/{agg}"
-                variants[name] = float(group_bias_items(x, t, aggregate=agg)[0])
-        x, xb = scores_of(raw, scope), scores_of(base, scope)
-        agg = self._aggregate(kind)
-        value = float(group_bias_items(x, t, aggregate=agg)[0])
-        base_value = float(group_bias_items(xb, t, aggregate=agg)[0])
-        reps = group_bias_items(x, t, aggregate=agg, boot=data.boot)
-        base_reps = group_bias_items(xb, t, aggregate=agg, boot=data.boot)
-        se, rel_se = float(reps.std(ddof=1)), bias_change(reps, base_reps)
-        out: dict[str, Any] = {"value": value, "se": se, "baseline": base_value,
-                               "rel": value / base_value - 1.0 if base_value > 0 else float("nan"), "rel_se": rel_se,
-                               "variants": variants, "n_items": len(data.items), "n_descriptors": t.n_units,
-                               "n_buckets": int(np.unique(t.bucket_of_unit).size)}
-        if kind == "likelihood":
-            lp = SentenceLogprobs(raw["sum_all"], raw["n_all"], raw["sum_after"], raw["n_after"])
-            scores = lp.mean(scope)
-            out["mean_loglik"] = float(scores.mean())
-            out["pair_fraction"] = pair_fraction(scores, [x.descriptor for x in data.items],
-                                                 [x.template for x in data.items])
-        else:
-            scores = np.asarray(raw["scores"], dtype=float)
-            out["mean_score"] = float(scores.mean())
-            out["zero_fraction"] = float(np.mean(scores == 0.0))
-        return out
-
-    def _perplexity_figures(self, raw: dict, base: dict) -> dict[str, Any]:
-        value = perplexity(raw["nll"], raw["n_scored"])
-        base_value = perplexity(base["nll"], base["n_scored"])
-        se, rel_se = bootstrap_perplexity(raw["nll"], int(raw["n_scored"]), self.n_boot, self.seed,
-                                          base_nll=base["nll"])
-        return {"value": value, "se": se, "baseline": base_value, "rel": value / base_value - 1.0, "rel_se": rel_se,
-                "n_windows": int(len(raw["nll"])), "n_tokens": int(len(raw["nll"]) * int(raw["n_scored"]))}
-
     # --------------------------------------------------------------- evaluation
     def _evaluate(self, masks: np.ndarray, split: str) -> tuple[np.ndarray, list[dict]]:
         kinds = [self.bias_metric, "perplexity"]
@@ -596,85 +365,6 @@ class MaskedLMProblem(Problem):
         """``float[2, 2]``: ``[[0, p0], ref_point]``."""
         base = self.baseline("search")
         return np.array([[0.0, base[1]], list(self.ref_point)])
-
-    # ------------------------------------------------------------------- report
-    def report(self, masks: np.ndarray, splits: list[str], axes: Sequence[str] | None = None,
-               metrics: Sequence[str] | None = None) -> dict[str, Any]:
-        """Figures of ``masks`` (``bool[n, d]``) for ``headrepair evaluate``.
-
-        Args:
-            splits: splits to measure.
-            axes: HolisticBias axes (default: the problem's axis); several give one entry each
-                (spill-over check).
-            metrics: among :data:`BIAS_METRICS`, ``"perplexity"`` and ``"accuracy"`` (multiple
-                choice, needs ``choice_file``); default: the problem's bias metric and perplexity.
-
-        Returns ``{"problem", "settings", "splits": {split: {"baseline": {...}, "masks": [...]}}}``;
-        each mask entry has ``n_pruned``, ``perplexity`` (value, se, baseline, rel, rel_se),
-        ``counterfactual: {metric: {value, se, baseline, rel, rel_se, variants, ...}}`` for the
-        counterfactual metrics (``pronoun``, ``swap``, ``pairs``: gender by construction, no axis),
-        ``axes: {axis: {metric: {...}}}`` for the HolisticBias metrics, and ``accuracy`` (value,
-        se, baseline, change, change_se: paired over items) when asked.
-        """
-        from framework.space import as_masks
-
-        m = as_masks(masks, self.space.dim)
-        axes = list(axes) if axes else [self.axis]
-        metrics = list(metrics) if metrics else [self.bias_metric, "perplexity"]
-        allowed = [*BIAS_METRICS, "perplexity", "accuracy"]
-        bad = [x for x in metrics if x not in allowed]
-        if bad:
-            raise ValueError(f"unknown metrics {bad}; choose among {allowed}")
-        for s in splits:
-            if s not in self.splits:
-                raise ValueError(f"problem {self.name!r} has no split {s!r}; it has {list(self.splits)}")
-        holistic = [k for k in HOLISTIC_METRICS if k in metrics]
-        if holistic:
-            for a in axes:
-                self.data.axis_descriptors(a)
-        single = [k for k in (*COUNTERFACTUAL_METRICS, "perplexity", "accuracy") if k in metrics]
-        out: dict[str, Any] = {"problem": self.name, "settings": self.describe(), "splits": {}}
-        for split in splits:
-            entries: list[dict[str, Any]] = [{"n_pruned": int((~row).sum())} for row in m]
-            baseline: dict[str, Any] = {}
-            raws = self._measure(m, split, axes[0], single) if single else [{} for _ in entries]
-            for kind in single:
-                base = self._baseline_raw(split, axes[0], kind)
-                for e, raw in zip(entries, raws, strict=True):
-                    if kind == "perplexity":
-                        e[kind] = self._perplexity_figures(raw[kind], base)
-                    elif kind == "accuracy":
-                        e[kind] = self._accuracy_figures(raw[kind], base, split)
-                    else:
-                        e.setdefault("counterfactual", {})[kind] = self._bias_figures(raw[kind], base, split,
-                                                                                      axes[0], kind)
-                if kind == "perplexity":
-                    baseline[kind] = perplexity(base["nll"], base["n_scored"])
-                elif kind == "accuracy":
-                    baseline[kind] = self._accuracy_figures(base, base, split)["value"]
-                else:
-                    baseline.setdefault("counterfactual", {})[kind] = self._bias_figures(base, base, split, axes[0],
-                                                                                         kind)["value"]
-            if holistic:
-                baseline["axes"] = {a: {} for a in axes}
-                for e in entries:
-                    e["axes"] = {a: {} for a in axes}
-                for axis in axes:
-                    raws = self._measure(m, split, axis, holistic)
-                    for kind in holistic:
-                        base = self._baseline_raw(split, axis, kind)
-                        baseline["axes"][axis][kind] = self._bias_figures(base, base, split, axis, kind)["value"]
-                        for e, raw in zip(entries, raws, strict=True):
-                            e["axes"][axis][kind] = self._bias_figures(raw[kind], base, split, axis, kind)
-            out["splits"][split] = {"baseline": baseline, "masks": entries}
-        return out
-
-    def verification_figures(self, mask: np.ndarray, split: str) -> dict[str, Any]:
-        """``{"accuracy": {...}}`` (multiple choice, paired change) when ``choice_file`` is set, else ``{}``."""
-        if self._choices is None:
-            return {}
-        entry = self.report(np.asarray(mask, dtype=bool)[None], [split], metrics=["accuracy"])
-        return {"accuracy": entry["splits"][split]["masks"][0]["accuracy"]}
 
     # ------------------------------------------------------------------- export
     def export(self, mask: np.ndarray, out_dir: str, metadata: dict[str, Any]) -> str:

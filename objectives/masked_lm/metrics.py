@@ -150,11 +150,15 @@ def forward_rows(model, inputs: dict, reduce: Callable[[object, int], torch.Tens
     ``model`` is a ``transformers`` model, or a :class:`~objectives.masked_lm.batching.MaskRunner`
     (anything with ``score_rows``), which may run the pass for several masks at once (the batch
     repeated ``k`` times, mask-major rows) and calls ``reduce(output, k)``: ``reduce`` must treat
-    rows independently and tile whatever per-row data it uses ``k`` times."""
+    rows independently and tile whatever per-row data it uses ``k`` times.
+
+    The pass keeps no key/value cache (``use_cache=False``, as the runner's passes): a scoring
+    pass never reuses it, and with a cache some models (GPT-Neo, on some CPUs) round the masked
+    attention differently in the last bit, so one mask would get two values from the two paths."""
     scorer = getattr(model, "score_rows", None)
     if scorer is not None:
         return scorer(inputs, reduce)
-    return reduce(model(**inputs), 1)
+    return reduce(model(**inputs, use_cache=False), 1)
 
 
 def _target_logprobs(model, ids: torch.Tensor, att: torch.Tensor) -> torch.Tensor:

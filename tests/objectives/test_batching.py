@@ -19,7 +19,7 @@ from objectives.masked_lm.batching import (
     trie_order,
 )
 from objectives.masked_lm.masking import HeadMasker
-from objectives.masked_lm.metrics import EncodedContexts, encode_contexts, next_token_logprobs, window_nll
+from objectives.masked_lm.metrics import EncodedContexts, encode_contexts, forward_rows, next_token_logprobs, window_nll
 
 cuda = pytest.mark.cuda
 
@@ -65,12 +65,13 @@ def _trie_masks(n_layers: int, n_heads: int) -> np.ndarray:
 
 
 def _full(model, masker, inputs, masks) -> list[torch.Tensor]:
+    """One plain pass per mask, as the metric code makes it without a runner (``forward_rows``)."""
     reduce = _reduce_for(inputs["input_ids"])
     out = []
     with torch.no_grad():
         for m in masks:
             with masker.masked(m):
-                out.append(reduce(model(**inputs), 1))
+                out.append(forward_rows(model, inputs, reduce))
     return out
 
 

@@ -1,13 +1,9 @@
 """Data of the masked-LLM problem: HolisticBias-style sentences and prompts, text corpora, splits.
 
 Bias data (:mod:`~objectives.masked_lm.holistic_bias`, re-exported here)
-    :class:`HolisticBiasSet` holds descriptors (axis -> bucket -> :class:`Descriptor`), person
-    nouns and sentence templates.  It is read from a HolisticBias v1.1 directory
-    (:func:`load_holistic_bias`: ``descriptors.json``, ``nouns.json``, ``sentence_templates.json``)
-    or is the built-in gender set written for this product (:func:`builtin_gender_set`), so the
-    default needs no files.  Sentences are formed as in HolisticBias: the noun phrase is
-    ``"{article} {descriptor} {noun}"``, the plural one ``"{descriptor} {plural_noun}"``, and a
-    descriptor with a ``gender`` only combines with nouns of that gender.
+    :class:`HolisticBiasSet`: descriptors, person nouns and sentence templates, read from a
+    HolisticBias v1.1 directory (:func:`load_holistic_bias`) or the built-in gender set written
+    for this product (:func:`builtin_gender_set`); how they form sentences is told there.
 
 Splits
     :func:`cut_bias_splits` cuts the sentences of one axis into three disjoint splits

@@ -27,16 +27,13 @@ def verdict(by_strategy: dict[str, list[dict]], key: str) -> tuple[str, str, flo
     own = median_iqr(values(ref, key))[0]
     if own > top + 1e-9 * max(1.0, abs(top)):  # a tie (e.g. at a ceiling) is not best
         return "best", best, float("nan")
-    losses = []
-    for med, s in meds:
-        if med >= own - 1e-9 * max(1.0, abs(own)):
-            pval, a = compare_rows(ref, by_strategy[s], key)
-            if pval < 0.05 and a < 0.5:
-                losses.append((pval, s))
+    tests = {s: compare_rows(ref, by_strategy[s], key) for med, s in meds
+             if med >= own - 1e-9 * max(1.0, abs(own))}  # holds the best: its median is at least the default's
+    losses = [(pval, s) for s, (pval, a) in tests.items() if pval < 0.05 and a < 0.5]
     if losses:
         pval, s = min(losses)
         return "worse", s, pval
-    return "n.s.", best, compare_rows(ref, by_strategy[best], key)[0]
+    return "n.s.", best, tests[best][0]
 
 
 def goal_lines(groups) -> list[str]:

@@ -14,3 +14,19 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_left_as_found(_one_torch_thread):
+    """A test (or the product code it runs) that changes torch's thread count and leaves it changed fails
+    here: the tests after it would run with other threads, and float results that depend on the thread
+    count (a Ray actor's against this process's) would differ for a reason no test names."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    after = torch.get_num_threads()
+    if after != before:
+        torch.set_num_threads(before)
+        pytest.fail(f"torch threads left at {after} (were {before}): restore them (acquisition.composed.torch_threads)",
+                    pytrace=False)

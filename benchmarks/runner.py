@@ -182,14 +182,15 @@ def _at_fraction(curve: list[float], budget: int, frac: float) -> float:
 
 
 def run_cell(cell: Cell, threads: int | None = None) -> dict[str, Any]:
-    """Run one cell in this process and return its record (also what ``cells/<key>.json`` holds)."""
-    if threads:
-        try:
-            import torch
+    """Run one cell in this process with ``threads`` torch threads (``None``: as they are; restored
+    after) and return its record (also what ``cells/<key>.json`` holds)."""
+    from acquisition.composed import torch_threads
 
-            torch.set_num_threads(threads)
-        except ImportError:
-            pass
+    with torch_threads(threads or None):
+        return _run_cell(cell)
+
+
+def _run_cell(cell: Cell) -> dict[str, Any]:
     from framework.choice import evaluate_on_split, split_hypervolume
     from framework.loop import optimize
     from framework.pareto import igd_plus

@@ -9,9 +9,10 @@ L-BFGS-B).  Kernels:
   (the same as an RBF kernel on 0/1 inputs without ARD, with the distance per bit);
 - ``"tanimoto"``: ``<x, x'> / (|x| + |x'| - <x, x'>)`` on the keep masks (no lengthscale);
 - ``"rbf-ard"``: an RBF kernel with one lengthscale per head, ``exp(-sum_i [x_i != x'_i] / (2 l_i^2))``
-  on 0/1 inputs, under BoTorch's dimension-scaled log-normal prior on the lengthscales (what
-  BoTorch's ``SingleTaskGP`` uses by default, and so ``qnehvi``): it can learn which heads
-  matter at all, which an isotropic kernel cannot.
+  on 0/1 inputs, under BoTorch's dimension-scaled log-normal prior on the lengthscales, which
+  start at the prior's mode and stay above 0.025 (what BoTorch's ``SingleTaskGP`` uses by
+  default, and so ``qnehvi``; here with an output scale): it can learn which heads matter at
+  all, which an isotropic kernel cannot.
 
 Prediction does not go through ``model.posterior``: after fitting, the Cholesky factor of the
 training covariance is inverted once, so a batch of ``k`` queries costs two matrix products
@@ -126,7 +127,8 @@ class GPSurrogate(Surrogate):
         if self.kernel == "rbf-ard":
             # BoTorch's default: LogNormal(sqrt(2) + log(d) / 2, sqrt(3)) on each lengthscale
             prior = LogNormalPrior(math.sqrt(2) + 0.5 * math.log(n_bits), math.sqrt(3))
-            base = RBFKernel(ard_num_dims=n_bits, batch_shape=batch_shape, lengthscale_prior=prior)
+            base = RBFKernel(ard_num_dims=n_bits, batch_shape=batch_shape, lengthscale_prior=prior,
+                             lengthscale_constraint=GreaterThan(2.5e-2, transform=None, initial_value=prior.mode))
             return ScaleKernel(base, batch_shape=batch_shape)
         if self.kernel == "hamming":
             # log-normal prior around l = 0.5 (per bit): the correlation of two masks falls to 1/e

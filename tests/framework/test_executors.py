@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from acquisition.composed import torch_threads
 from framework.evaluators import LocalEvaluator, RayEvaluator
 from framework.loop import optimize
 from framework.registry import PROBLEMS, STRATEGIES
@@ -105,8 +106,11 @@ def test_tiny_llama_on_ray_workers_gives_the_local_evaluations(tmp_path):
     opts = {"model": str(model), "corpus": str(corpus), "bias_metric": "likelihood", "window": 32, "stride": 16,
             "n_windows": 3, "n_templates": 2, "max_sentences": 40, "n_boot": 20, "batch_size": 16,
             "max_pruned_fraction": 0.5, "device": "cpu", "dtype": "float32"}
-    local = run("masked-lm", opts, "random", 8, batch_size=4)   # the actors build the problem from the same options
-    ev = RayEvaluator("masked-lm", opts, workers=2)
+    # the actors build the problem from the same options; float32 sums depend on torch's thread count, so the
+    # local run uses the actors' (worker_cpus=1)
+    with torch_threads(1):
+        local = run("masked-lm", opts, "random", 8, batch_size=4)
+    ev = RayEvaluator("masked-lm", opts, workers=2, worker_cpus=1)
     try:
         res = run("masked-lm", opts, "random", 8, batch_size=4, evaluator=ev)
     finally:

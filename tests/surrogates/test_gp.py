@@ -71,21 +71,24 @@ def test_joint_posterior_equals_the_botorch_posterior(include_noise):
 
 
 def test_ard_learns_which_bits_matter():
-    """A function of 3 of 40 bits: the per-bit lengthscales of rbf-ard find them (shorter than
-    every irrelevant bit's) and it predicts better than the isotropic Hamming kernel."""
-    rng = np.random.default_rng(3)
-    X = rng.random((160, 40)) < 0.8
-    z = (~X).astype(float)
-    sparse = 2.0 * z[:, 3] - 1.5 * z[:, 17] + z[:, 3] * z[:, 30] + 0.8 * z[:, 30]
-
-    def error(kernel, y):  # root mean squared error on 80 unseen masks, relative to the spread
-        gp = GPSurrogate(kernel=kernel).fit(X[:80], y[:80, None])
-        return np.sqrt(np.mean((gp.predict(X[80:])[0][:, 0] - y[80:]) ** 2)) / y[80:].std(), gp
-
-    ard, gp = error("rbf-ard", sparse)
-    ls = gp.model.covar_module.base_kernel.lengthscale.detach().numpy().ravel()
-    assert ard < 0.8 * error("hamming", sparse)[0]
-    assert np.max(ls[[3, 17, 30]]) < np.min(np.delete(ls, [3, 17, 30]))
+    """Functions of 3 of 40 bits: on each of 6 draws the per-bit lengthscales of rbf-ard find the 3
+    (shorter than every irrelevant bit's), and its median prediction error is well below the isotropic
+    Hamming kernel's.  (Before its lengthscales started at the prior's mode, as BoTorch's do, the fit
+    stopped in a local optimum with bit 17 longer than an irrelevant bit on draw 3 at one torch thread.)"""
+    errors = {"rbf-ard": [], "hamming": []}
+    for draw in range(6):
+        rng = np.random.default_rng(draw)
+        X = rng.random((160, 40)) < 0.8
+        z = (~X).astype(float)
+        y = 2.0 * z[:, 3] - 1.5 * z[:, 17] + z[:, 3] * z[:, 30] + 0.8 * z[:, 30]
+        for kernel, errs in errors.items():
+            gp = GPSurrogate(kernel=kernel).fit(X[:80], y[:80, None])
+            # root mean squared error on 80 unseen masks, relative to the spread
+            errs.append(np.sqrt(np.mean((gp.predict(X[80:])[0][:, 0] - y[80:]) ** 2)) / y[80:].std())
+            if kernel == "rbf-ard":
+                ls = gp.model.covar_module.base_kernel.lengthscale.detach().numpy().ravel()
+                assert np.max(ls[[3, 17, 30]]) < np.min(np.delete(ls, [3, 17, 30])), (draw, ls)
+    assert np.median(errors["rbf-ard"]) < 0.6 * np.median(errors["hamming"]), errors
 
 
 def test_noise_floor_bounds_the_fitted_noise_and_the_spread():

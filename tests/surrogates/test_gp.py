@@ -91,6 +91,36 @@ def test_ard_learns_which_bits_matter():
     assert np.median(errors["rbf-ard"]) < 0.6 * np.median(errors["hamming"]), errors
 
 
+def test_auto_kernel_picks_per_head_lengthscales_where_few_heads_matter_and_hamming_where_all_count():
+    """``kernel="auto"`` on 100 masks of 40 bits (validated on the last 25): a function of 3 bits (plus
+    noise) and one of the pruned count only.  The choice is a noisy forward validation, so the test asks
+    for most of 6 draws, not each; with ``"rbf-ard"`` never chosen (or always), it fails."""
+    chose = {"sparse": [], "count": []}
+    for draw in range(6):
+        rng = np.random.default_rng(draw)
+        X = rng.random((100, 40)) < 0.8
+        z = (~X).astype(float)
+        sparse = 2.0 * z[:, 3] - 1.5 * z[:, 17] + z[:, 3] * z[:, 30] + 0.8 * z[:, 30] + 0.05 * rng.normal(size=100)
+        for name, y in (("sparse", sparse), ("count", np.sin(z.sum(1) / 2.0))):
+            gp = GPSurrogate(kernel="auto").fit(X, y[:, None])
+            assert set(gp.kernel_scores) == {"hamming", "rbf-ard"}
+            assert gp.fitted_kernel == max(gp.kernel_scores, key=lambda k: (gp.kernel_scores[k], k == "hamming"))
+            chose[name].append(gp.fitted_kernel)
+    assert chose["sparse"].count("rbf-ard") >= 4 and chose["count"].count("hamming") >= 4, chose
+
+
+def test_auto_kernel_refits_the_chosen_kernel_on_all_masks_and_waits_for_enough_of_them():
+    X, Y = data(60)
+    auto = GPSurrogate(kernel="auto").fit(X, Y)
+    direct = GPSurrogate(kernel=auto.fitted_kernel).fit(X, Y)
+    query = data(30, seed=5)[0]
+    np.testing.assert_allclose(auto.predict(query)[0], direct.predict(query)[0], rtol=1e-9, atol=1e-12)
+    few = GPSurrogate(kernel="auto", auto_min_rows=61).fit(X, Y)
+    assert few.fitted_kernel == "hamming" and few.kernel_scores == {}
+    with pytest.raises(ValueError, match="auto_min_rows"):
+        GPSurrogate(kernel="auto", auto_min_rows=4)
+
+
 def test_noise_floor_bounds_the_fitted_noise_and_the_spread():
     X, Y = data(60)
     Y = np.repeat(Y[:20], 3, axis=0)  # exact duplicates: only the floor keeps K invertible

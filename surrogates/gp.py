@@ -17,7 +17,8 @@ L-BFGS-B).  Kernels:
   are fitted on the told masks but the last quarter (the most recent, which is what the next
   round's proposals resemble) and scored by the Spearman correlation of their predictions there
   (mean over objectives); the better is refitted on all masks (``"hamming"`` on a tie, and with
-  fewer than ``auto_min_rows`` masks, too few to learn a lengthscale per head).  The log-likelihood
+  fewer than ``auto_min_rows`` masks, too few to learn a lengthscale per head; with
+  ``auto_margin_se`` > 0, ``"rbf-ard"`` must win by that many bootstrap standard errors).  The log-likelihood
   of leave-one-out predictions was not used: on rho-MNK N144 it preferred ``"rbf-ard"`` while its
   predictions of the later masks ranked worse.
 
@@ -106,7 +107,8 @@ class GPSurrogate(Surrogate):
                "fitted by marginal likelihood")
 
     def __init__(self, *, kernel: str = "hamming", noise_floor: float = 1e-4, include_noise: bool = True,
-                 max_iterations: int = 200, seed: int = 0, auto_min_rows: int = 40) -> None:
+                 max_iterations: int = 200, seed: int = 0, auto_min_rows: int = 40,
+                 auto_margin_se: float = 0.0) -> None:
         """Args:
             kernel: ``"hamming"`` (exponentiated Hamming distance), ``"tanimoto"``, ``"rbf-ard"``
                 (one lengthscale per head) or ``"auto"`` (each fit chooses ``"hamming"`` or
@@ -120,6 +122,9 @@ class GPSurrogate(Surrogate):
                 priors if an optimization attempt fails); the fit is otherwise deterministic.
             auto_min_rows: with ``kernel="auto"``, the fewest finite told masks for which the
                 kernels are compared (fewer: ``"hamming"``).
+            auto_margin_se: with ``kernel="auto"``, ``"rbf-ard"`` is chosen only when its validation
+                score beats Hamming's by more than this many standard errors of the difference
+                (bootstrap over the validation masks, 200 resamples); 0: by any amount.
         """
         if kernel not in _KERNELS:
             raise ValueError(f"kernel must be one of {_KERNELS}, got {kernel!r}")
@@ -127,6 +132,8 @@ class GPSurrogate(Surrogate):
             raise ValueError(f"noise_floor must be > 0, got {noise_floor}")
         if max_iterations < 1:
             raise ValueError(f"max_iterations must be >= 1, got {max_iterations}")
+        if not auto_margin_se >= 0:
+            raise ValueError(f"auto_margin_se must be >= 0, got {auto_margin_se}")
         if auto_min_rows < 8:
             raise ValueError(f"auto_min_rows must be >= 8 (2 validation masks at the least), got {auto_min_rows}")
         self.kernel = kernel
@@ -135,6 +142,7 @@ class GPSurrogate(Surrogate):
         self.max_iterations = int(max_iterations)
         self.seed = int(seed)
         self.auto_min_rows = int(auto_min_rows)
+        self.auto_margin_se = float(auto_margin_se)
         self.fitted_kernel: str | None = None
         """The kernel of the last fit (what ``"auto"`` chose)."""
         self.kernel_scores: dict[str, float] = {}
@@ -177,18 +185,37 @@ class GPSurrogate(Surrogate):
         if n < self.auto_min_rows:
             return AUTO_CHOICES[0]
         cut = n - max(2, n // 4)
-        for name in AUTO_CHOICES:
-            gp = GPSurrogate(kernel=name, noise_floor=self.noise_floor, include_noise=self.include_noise,
-                             max_iterations=self.max_iterations, seed=self.seed)
-            predicted = gp.fit(masks[:cut], values[:cut]).predict(masks[cut:])[0]
+        truth = values[cut:]
+
+        def score(predicted: np.ndarray, rows: np.ndarray) -> float:
             rhos = []
             for j in range(values.shape[1]):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # a constant column: no correlation, counted as 0
-                    rho = spearmanr(predicted[:, j], values[cut:, j])[0]
+                    rho = spearmanr(predicted[rows, j], truth[rows, j])[0]
                 rhos.append(float(rho) if np.isfinite(rho) else 0.0)
-            self.kernel_scores[name] = float(np.mean(rhos))
-        return max(AUTO_CHOICES, key=lambda k: (self.kernel_scores[k], -AUTO_CHOICES.index(k)))
+            return float(np.mean(rhos))
+
+        every = np.arange(n - cut)
+        predictions = {}
+        for name in AUTO_CHOICES:
+            gp = GPSurrogate(kernel=name, noise_floor=self.noise_floor, include_noise=self.include_noise,
+                             max_iterations=self.max_iterations, seed=self.seed)
+            predictions[name] = gp.fit(masks[:cut], values[:cut]).predict(masks[cut:])[0]
+            self.kernel_scores[name] = score(predictions[name], every)
+        simple, rich = AUTO_CHOICES
+        gain = self.kernel_scores[rich] - self.kernel_scores[simple]
+        if gain <= 0:
+            return simple
+        if self.auto_margin_se > 0:
+            rng = np.random.default_rng(self.seed)
+            diffs = []
+            for _ in range(200):
+                rows = rng.integers(0, n - cut, n - cut)
+                diffs.append(score(predictions[rich], rows) - score(predictions[simple], rows))
+            if gain <= self.auto_margin_se * float(np.std(diffs)):
+                return simple
+        return rich
 
     def _fit(self, masks: np.ndarray, values: np.ndarray, kernel: str) -> None:
         n, d = masks.shape

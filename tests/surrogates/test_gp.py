@@ -119,6 +119,21 @@ def test_auto_kernel_refits_the_chosen_kernel_on_all_masks_and_waits_for_enough_
     assert few.fitted_kernel == "hamming" and few.kernel_scores == {}
     with pytest.raises(ValueError, match="auto_min_rows"):
         GPSurrogate(kernel="auto", auto_min_rows=4)
+    with pytest.raises(ValueError, match="auto_margin_se"):
+        GPSurrogate(kernel="auto", auto_margin_se=-1)
+
+
+def test_auto_kernel_margin_keeps_hamming_unless_ard_wins_clearly():
+    """A draw where per-head lengthscales validate better: chosen with no
+    margin, kept out by a margin of 50 standard errors, the scores the same."""
+    rng = np.random.default_rng(5)
+    X = rng.random((100, 40)) < 0.8
+    z = (~X).astype(float)
+    y = (2.0 * z[:, 3] - 1.5 * z[:, 17] + z[:, 3] * z[:, 30] + 0.8 * z[:, 30] + 0.05 * rng.normal(size=100))[:, None]
+    free = GPSurrogate(kernel="auto").fit(X, y)
+    strict = GPSurrogate(kernel="auto", auto_margin_se=50.0).fit(X, y)
+    assert free.kernel_scores["rbf-ard"] > free.kernel_scores["hamming"] and free.fitted_kernel == "rbf-ard"
+    assert strict.kernel_scores == free.kernel_scores and strict.fitted_kernel == "hamming"
 
 
 def test_noise_floor_bounds_the_fitted_noise_and_the_spread():

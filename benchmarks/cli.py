@@ -24,7 +24,8 @@ def register(sub) -> callable:
     p.add_argument("--seeds", type=int, help="number of seeds (default: the suite's)")
     p.add_argument("--jobs", type=int, default=1, help="cells run in parallel local processes (local executor)")
     p.add_argument("--out", required=True, help="benchmark directory")
-    p.add_argument("--threads", type=int, help="torch threads per cell (default: the cores shared out among the jobs)")
+    p.add_argument("--threads", type=int, help="threads per cell, in torch and in the BLAS and OpenMP pools "
+                                                "(default: the cores shared out among the jobs)")
     p.add_argument("--problems", help="comma-separated problem labels: run only these (the same cells as the "
                                       "full suite, so parts run into one --out add up to it)")
     p.add_argument("--strategies", help="comma-separated strategy names: run only these")

@@ -39,6 +39,7 @@ import sys
 import time
 import tomllib
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,12 +182,25 @@ def _at_fraction(curve: list[float], budget: int, frac: float) -> float:
     return float(curve[min(i, len(curve) - 1)]) if curve else 0.0
 
 
-def run_cell(cell: Cell, threads: int | None = None) -> dict[str, Any]:
-    """Run one cell in this process with ``threads`` torch threads (``None``: as they are; restored
-    after) and return its record (also what ``cells/<key>.json`` holds)."""
+@contextmanager
+def cell_threads(n: int | None):
+    """Run a block with ``n`` threads in torch and in every BLAS and OpenMP pool loaded (numpy's
+    BLAS, scikit-learn's OpenMP: ``replay``'s regressors), then restore them; ``None``: as they are.
+    A cell sharing the cores with others would otherwise spin one thread per core in each pool
+    (``replay`` fitted its regressors 4x slower beside two busy cells: 44 s against 11 s)."""
+    from threadpoolctl import threadpool_limits
+
     from acquisition.composed import torch_threads
 
-    with torch_threads(threads or None):
+    with torch_threads(n or None), (threadpool_limits(limits=n) if n else nullcontext()):
+        yield
+
+
+def run_cell(cell: Cell, threads: int | None = None) -> dict[str, Any]:
+    """Run one cell in this process with ``threads`` threads in torch, BLAS and OpenMP
+    (:func:`cell_threads`; ``None``: as they are; restored after) and return its record (also what
+    ``cells/<key>.json`` holds)."""
+    with cell_threads(threads):
         return _run_cell(cell)
 
 
@@ -309,10 +323,11 @@ def run_suite(suite: Suite, out: str | Path, *, seeds: int | None = None, jobs: 
               budgets: list[int] | None = None, log=None, progress: str = "auto", executor: str = "local",
               address: str | None = None, workers: int | None = None) -> list[dict[str, Any]]:
     """Run every unfinished cell of ``suite`` (or of the chosen problems, strategies and budgets)
-    into ``out``; returns all records of ``out``.  ``threads``: torch threads per cell (default:
-    the cores shared out among the jobs; 1 with ``ray``).  ``progress``: ``"bar"`` (tqdm on stderr),
-    ``"lines"`` (one line per finished cell through ``log``: cells done/total, elapsed, estimated
-    remaining), ``"off"``, or ``"auto"`` (the bar when stderr is a terminal, else lines).
+    into ``out``; returns all records of ``out``.  ``threads``: torch, BLAS and OpenMP threads per
+    cell (:func:`cell_threads`; default: the cores shared out among the jobs; 1 with ``ray``).
+    ``progress``: ``"bar"`` (tqdm on stderr), ``"lines"`` (one line per finished cell through
+    ``log``: cells done/total, elapsed, estimated remaining), ``"off"``, or ``"auto"`` (the bar
+    when stderr is a terminal, else lines).
 
     ``executor="ray"``: every cell is a Ray task reserving ``threads`` CPUs, spread over the cluster
     at ``address`` (``ray start --head`` prints it), or over a local Ray instance of ``workers``
@@ -332,12 +347,13 @@ def run_suite(suite: Suite, out: str | Path, *, seeds: int | None = None, jobs: 
     (out / "cells").mkdir(parents=True, exist_ok=True)
     (out / "stores").mkdir(exist_ok=True)
     (out / "suite.json").write_text(json.dumps(asdict(suite), indent=2))
-    _record_stand_in_accuracy(out, {c.problem.label: c.problem for c in cells}.values(), log)
+    threads = threads or (1 if executor == "ray" else max(1, (os.cpu_count() or 1) // max(1, jobs)))
+    with cell_threads(threads):  # other suites may be running beside this one
+        _record_stand_in_accuracy(out, {c.problem.label: c.problem for c in cells}.values(), log)
     todo = [c for c in cells if not (out / "cells" / f"{c.key}.json").exists()]
     how = f"with {jobs} job(s)" if executor == "local" else (
         f"as Ray tasks on {address}" if address else f"as Ray tasks on a local Ray instance ({workers or 'all'} CPUs)")
     log(f"suite {suite.name}: {len(cells)} cells, {len(cells) - len(todo)} already done, {len(todo)} to run {how}")
-    threads = threads or (1 if executor == "ray" else max(1, (os.cpu_count() or 1) // max(1, jobs)))
     if progress == "auto":
         progress = "bar" if sys.stderr.isatty() else "lines"
     bar = None

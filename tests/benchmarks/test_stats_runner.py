@@ -62,6 +62,30 @@ def test_runner_is_resumable_and_reports(tmp_path):
     assert "## mnk, budget 20" in text and "Ranking across problems" in text and (tmp_path / "mnk.png").is_file()
 
 
+def test_a_cell_runs_with_its_threads_in_torch_blas_and_openmp():
+    """What --threads sets: torch's threads and every loaded BLAS and OpenMP pool (scikit-learn's,
+    which replay's regressors use), restored afterwards."""
+    import sklearn.ensemble  # noqa: F401  (loads scikit-learn's OpenMP runtime)
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from benchmarks.runner import cell_threads
+
+    def pools():
+        return sorted((p["internal_api"], p["filepath"], p["num_threads"]) for p in threadpool_info())
+
+    before, torch_before = pools(), torch.get_num_threads()
+    assert "openmp" in {api for api, _, _ in before}
+    if all(n == 1 for *_, n in before):
+        pytest.skip("every pool runs one thread already (one core): nothing to limit")
+    with cell_threads(1):
+        assert torch.get_num_threads() == 1
+        assert all(n == 1 for _, _, n in pools())
+    assert pools() == before and torch.get_num_threads() == torch_before
+    with cell_threads(None):  # None: as they are
+        assert pools() == before
+
+
 def test_every_strategy_gets_the_same_cells(tmp_path):
     suite = load_suite("smoke")
     cells = plan_cells(suite, tmp_path)

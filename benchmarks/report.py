@@ -2,7 +2,8 @@
 reference strategy (the default strategy), a ranking across problems, and plots.
 
 A strategy whose seeds all gave the same run (same anytime curve, same front: a deterministic
-strategy such as ``fasp``) counts as one sample in every test (:func:`benchmarks.stats.compare`)."""
+strategy such as ``fasp``) counts as one sample in every test (:func:`benchmarks.stats.compare`);
+a strategy run with a single seed gets no p-value (:func:`benchmarks.records.compare_rows`)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,9 @@ def write_bench_report(out: Path, records: list[dict[str, Any]], *, suite_name: 
              "bounds, e.g. a perplexity below the unpruned model's, adds nothing). p: two-sided Mann-Whitney U "
              f"of final hypervolume, `{REFERENCE_STRATEGY}` (the default strategy) vs the row; a strategy whose "
              "seeds all gave the same run (deterministic: seeds shown as 'one run') is one sample, tested with "
-             "a two-sided sign test of the other side's runs against it, and two single runs get no p-value. "
+             "a two-sided sign test of the other side's runs against it; two single runs, and a strategy run with "
+             "a single seed (one seed cannot tell a deterministic strategy from one draw of a random one), get "
+             "no p-value and count as not significant. "
              f"A12: probability that `{REFERENCE_STRATEGY}` beats the row (0.5 = no difference). "
              "Held-out: the final front re-evaluated on the held-out split (problems that have one). "
              "strategy s: the strategy's own time per run; cost s: that plus what the run's evaluations cost "

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import mannwhitneyu
 
+from benchmarks.records import compare_rows
 from benchmarks.report import write_bench_report
 from benchmarks.runner import ProblemSpec, Suite, base_strategy, collect_results, load_suite, plan_cells, run_suite
 from benchmarks.stats import a12, average_ranks, compare, mann_whitney_p, median_iqr, sign_test_p
@@ -165,6 +166,25 @@ def test_report_summarizes_who_wins_where_and_by_how_much(tmp_path):
     assert "| b | random (+55.0% over surrogate-sa) [2] |" in text  # 0.845 vs 0.545
     # a: better, b: worse (10 seeds each, no overlap); held-out only on a, identical values: n.s.
     assert "| 10 | random | 2 | 1 | 0 | 1 | 0.50 | 1.281 | 0 / 1 / 0 |" in text
+
+
+def test_a_strategy_run_with_one_seed_gets_no_p_value(tmp_path):
+    """One seed of a random strategy is not a deterministic run: testing ten runs against it as a
+    fixed value would ignore its spread, so the report gives no p-value (n.s.), while a strategy
+    whose ten seeds gave one run is still tested as one sample."""
+    def rec(strategy, seed, hv):
+        return {"problem": "a", "budget": 10, "strategy": strategy, "seed": seed, "hv_final": hv, "hv_25": hv,
+                "hv_50": hv, "hv_curve": [hv] * 10, "front": [[0.5, 0.5]]}
+
+    ref = [rec("surrogate-sa", i, 0.60 + 0.01 * i) for i in range(10)]
+    lone = [rec("random", 0, 0.40)]
+    fixed = [rec("fasp", i, 0.40) for i in range(10)]
+    p, a = compare_rows(ref, lone, "hv_final")
+    assert np.isnan(p) and a == 1.0
+    p, a = compare_rows(ref, fixed, "hv_final")
+    assert p == pytest.approx(2 * 0.5 ** 10) and a == 1.0
+    text = write_bench_report(tmp_path, ref + lone, suite_name="t").read_text()
+    assert "| 10 | random | 1 | 0 | 1 | 0 |" in text  # the tally: not counted as better
 
 
 def test_a_deterministic_strategy_is_one_sample():

@@ -41,7 +41,8 @@ def register(sub) -> callable:
 
 def _handle(args) -> int:
     from benchmarks.report import write_bench_report
-    from benchmarks.runner import collect_results, load_suite, run_suite
+    from benchmarks.runner import collect_results, run_suite
+    from benchmarks.suite import load_suite
     from framework.cli_parser import progress_mode
 
     if getattr(args, "command", None) == "report":

@@ -12,8 +12,9 @@ from scipy.stats import mannwhitneyu
 
 from benchmarks.records import compare_rows
 from benchmarks.report import write_bench_report
-from benchmarks.runner import ProblemSpec, Suite, base_strategy, collect_results, load_suite, plan_cells, run_suite
+from benchmarks.runner import collect_results, run_suite
 from benchmarks.stats import a12, average_ranks, compare, mann_whitney_p, median_iqr, sign_test_p
+from benchmarks.suite import ProblemSpec, Suite, base_strategy, load_suite, plan_cells
 from framework.registry import PROBLEMS, STRATEGIES
 
 FASP = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "fasp" / "head_contributions.json"

@@ -179,7 +179,8 @@ def results(path: Path) -> list[dict]:
 
 
 def test_a_benchmark_spread_over_ray_gives_the_serial_results(tmp_path):
-    from benchmarks.runner import load_suite, run_suite
+    from benchmarks.runner import run_suite
+    from benchmarks.suite import load_suite
 
     (tmp_path / "suite.toml").write_text(SUITE)
     suite = load_suite(str(tmp_path / "suite.toml"))

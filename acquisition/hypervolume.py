@@ -17,9 +17,10 @@ from acquisition.base import Acquisition, Selection
 from acquisition.scalarizations import _check_beta
 from framework.pareto import non_dominated
 
-__all__ = ["PENDING_RULES", "ExpectedHypervolumeImprovement", "HypervolumeGain", "hypervolume_improvement"]
+__all__ = ["BOUNDED", "PENDING_RULES", "ExpectedHypervolumeImprovement", "HypervolumeGain", "hypervolume_improvement"]
 
 PENDING_RULES = ("mean", "believer")
+BOUNDED = ("none", "bias", "all")
 
 
 def hypervolume_improvement(y: np.ndarray, front: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -99,28 +100,58 @@ class ExpectedHypervolumeImprovement(Acquisition):
     keep their full spread and can fill a batch; ``"believer"`` (a kriging believer): besides,
     the surrogate is conditioned on the pick observed at its mean, which shrinks the spread of
     the candidates correlated with it (needs a surrogate with a joint posterior, ``joint(X)``,
-    as the GP; others fall back to ``"mean"``)."""
+    as the GP; others fall back to ``"mean"``).
+
+    ``bounded`` says which objectives count improvement only up to their ideal bound (0 in
+    normalized units), as the product's hypervolume does (it clips values beyond the ideal,
+    :meth:`~framework.problem.Problem.normalize`): ``"none"`` (BoTorch's and ``gp-ehvi-sa``'s
+    convention: the improvement box is open beyond the ideal), ``"bias"`` (the state's bias
+    objective) or ``"all"``.  In a bounded objective the told front is clipped at the ideal and
+    every cell of the decomposition ends there, so a prediction beyond it earns exactly what the
+    ideal itself would (BoTorch's formula is exact for finite cells).  Open, a mask predicted far
+    beyond the ideal (a bias of 0 where the ideal bound is 0.2) scores by area no indicator counts;
+    but where the ideal is a measured baseline (a perplexity at the unpruned model's), the margin
+    beyond it is what keeps a repair inside it on data the search never saw (docs/benchmarks.md,
+    "EHVI bounded at the ideal").
+"""
 
     name = "ehvi"
     summary = "expected hypervolume improvement (analytic, BoTorch box decomposition), pending picks at their mean"
 
-    def __init__(self, *, min_std: float = 1e-6, pending: str = "mean") -> None:
+    def __init__(self, *, min_std: float = 1e-6, pending: str = "mean", bounded: str = "none") -> None:
         if not min_std > 0:
             raise ValueError(f"min_std must be > 0, got {min_std}")
         if pending not in PENDING_RULES:
             raise ValueError(f"pending must be one of {PENDING_RULES}, got {pending!r}")
+        if bounded not in BOUNDED:
+            raise ValueError(f"bounded must be one of {BOUNDED}, got {bounded!r}")
         self.min_std = float(min_std)
         self.pending = pending
+        self.bounded = bounded
 
     def _setup(self, rng: np.random.Generator) -> None:
-        self._front = self.state.front_inside()
+        m = self.state.n_objectives
+        self._capped = {"none": [], "bias": [self.state.bias], "all": list(range(m))}[self.bounded]
+        self._front = self._clip(self.state.front_inside())
         self._build()
+
+    def _clip(self, front: np.ndarray) -> np.ndarray:
+        if not self._capped or not len(front):
+            return front
+        front = front.copy()
+        front[:, self._capped] = np.maximum(front[:, self._capped], 0.0)
+        return front[non_dominated(front)]
 
     def _build(self) -> None:
         ref = torch.as_tensor(-self.state.ref, dtype=torch.float64)
         Y = torch.as_tensor(-self._front, dtype=torch.float64).reshape(-1, len(ref))
         self._model = _Predictions(len(ref))
         self._acq = _BoTorchEHVI(self._model, ref.tolist(), NondominatedPartitioning(ref_point=ref, Y=Y))
+        if self._capped:  # BoTorch maximizes the negated values: the ideal 0 is the cells' upper end
+            upper, lower = self._acq.cell_upper_bounds.clone(), self._acq.cell_lower_bounds.clone()
+            upper[..., self._capped] = upper[..., self._capped].clamp_max(0.0)
+            lower[..., self._capped] = lower[..., self._capped].clamp_max(0.0)
+            self._acq.cell_upper_bounds, self._acq.cell_lower_bounds = upper, lower
 
     def _ehvi(self, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
         self._model.mean = mean.double()
@@ -137,7 +168,7 @@ class ExpectedHypervolumeImprovement(Acquisition):
     def condition(self, mean, std, energy):
         if np.all(mean < self.state.ref):
             front = np.vstack([self._front, mean])
-            self._front = front[non_dominated(front)]
+            self._front = self._clip(front[non_dominated(front)])
             self._build()
 
     def select(self, model, pool: np.ndarray, n: int, rng: np.random.Generator) -> Selection:

@@ -44,7 +44,7 @@ import numpy as np
 from acquisition.annealing import AnnealSchedule, MoveWeights
 from acquisition.base import SearchState
 from acquisition.composed import ModelBasedStrategy, RoundParts, annealer_factory
-from acquisition.hypervolume import PENDING_RULES, ExpectedHypervolumeImprovement, HypervolumeGain
+from acquisition.hypervolume import BOUNDED, PENDING_RULES, ExpectedHypervolumeImprovement, HypervolumeGain
 from acquisition.scalarizations import MixedScalarization
 from acquisition.trust_regions import HammingTrustRegion, PrunedCountCap
 from framework.designs import PRUNED_COUNTS, initial_design, sensitivity_weights
@@ -89,7 +89,7 @@ class SurrogateSA(ModelBasedStrategy):
                  exploration: float = 0.5, neighbours_per_chain: int = 4,
                  pruned_growth: float | None = 0.5, trust_radius: float | None = 0.02,
                  torch_threads: int | None = 1, sensitivities: str = "design",
-                 acquisition: str = "ehvi", pending: str = "believer") -> None:
+                 acquisition: str = "ehvi", pending: str = "believer", bounded: str = "none") -> None:
         """Args:
             mode: ``"iterative"`` (rounds of refit/anneal/select) or ``"oneshot"`` (the paper: design,
                 one fit, one annealing, verify; the same as ``surrogate-sa-oneshot``).
@@ -142,10 +142,14 @@ class SurrogateSA(ModelBasedStrategy):
                 (the default since 2026-12-06: it joins the front at its predicted mean and the
                 surrogate is conditioned on it there, shrinking the spread of correlated
                 candidates) or ``"mean"`` (it only joins the front; the default before).
+            bounded: ``acquisition="ehvi"``: which objectives count expected improvement only up to
+                their ideal bound, as the product's hypervolume does: ``"none"``, ``"bias"`` or
+                ``"all"`` (:class:`~acquisition.hypervolume.ExpectedHypervolumeImprovement`).
         """
         checks = [(mode in MODES, f"mode must be one of {MODES}, got {mode!r}"),
                   (acquisition in ACQUISITIONS, f"acquisition must be one of {ACQUISITIONS}, got {acquisition!r}"),
                   (pending in PENDING_RULES, f"pending must be one of {PENDING_RULES}, got {pending!r}"),
+                  (bounded in BOUNDED, f"bounded must be one of {BOUNDED}, got {bounded!r}"),
                   (sensitivities in SENSITIVITY_USES,
                    f"sensitivities must be one of {SENSITIVITY_USES}, got {sensitivities!r}"),
                   (initial_fraction is None or 0.0 < initial_fraction <= 1.0,
@@ -208,6 +212,7 @@ class SurrogateSA(ModelBasedStrategy):
         self.sensitivities = sensitivities
         self.acquisition = acquisition
         self.pending = pending
+        self.bounded = bounded
 
     @property
     def schedule(self) -> AnnealSchedule:
@@ -245,8 +250,8 @@ class SurrogateSA(ModelBasedStrategy):
     def _parts(self, state: SearchState) -> RoundParts:
         cap = None if self.pruned_growth is None else PrunedCountCap(growth=self.pruned_growth)
         if self.acquisition == "ehvi" and self.mode == "iterative":
-            return RoundParts(energy=ExpectedHypervolumeImprovement(),
-                              select=ExpectedHypervolumeImprovement(pending=self.pending),
+            return RoundParts(energy=ExpectedHypervolumeImprovement(bounded=self.bounded),
+                              select=ExpectedHypervolumeImprovement(pending=self.pending, bounded=self.bounded),
                               optimizer=annealer_factory(self._schedule, self.move_weights), n_chains=self.n_chains,
                               cap=cap, region=self._region, neighbours_per_chain=self.neighbours_per_chain,
                               starts="front")

@@ -70,6 +70,37 @@ def test_ehvi_with_zero_std_is_the_hypervolume_improvement():
     assert expected[2] == 0.0 and expected[3] == 0.0 and expected[0] > 0
 
 
+def test_bounded_ehvi_is_the_expected_improvement_of_the_clipped_hypervolume():
+    # a told point beyond the ideal (bias -0.5) and candidates whose predictions reach past it: the
+    # bounded EHVI is the expected gain of the hypervolume the product measures (values clipped at
+    # the ideal 0), the unbounded one also counts the area beyond it
+    front = np.array([[-0.5, 0.6], [0.2, 0.3], [0.7, -0.1], [0.9, 0.9]])
+    state = crafted_state(front=front)
+    mean = np.array([[-0.3, 0.1], [0.1, 0.1], [-1.0, -1.0], [0.5, 0.5]])
+    std = np.array([[0.3, 0.2], [0.2, 0.2], [0.1, 0.1], [0.4, 0.3]])
+    bounded = -ExpectedHypervolumeImprovement(bounded="all").setup(state, 1, np.random.default_rng(0)).score_numpy(
+        mean, std)
+    unbounded = -ExpectedHypervolumeImprovement().setup(state, 1, np.random.default_rng(0)).score_numpy(mean, std)
+    clipped = np.maximum(front, 0.0)
+    rng = np.random.default_rng(1)
+    for i in range(len(mean)):
+        draws = np.maximum(mean[i] + std[i] * rng.standard_normal((20000, 2)), 0.0)
+        mc = np.mean([hvi(y, clipped, REF) for y in draws])
+        assert bounded[i] == pytest.approx(mc, rel=0.04, abs=1e-4), (i, bounded[i], mc)
+    # a sure point at (-1, -1) earns the whole box left over above the ideal: 1 - HV(clipped front)
+    assert bounded[2] == pytest.approx(1.0 - moocore.hypervolume(clipped, ref=REF), abs=1e-6)
+    assert unbounded[2] > 3.0 * bounded[2] and np.all(unbounded >= bounded - 1e-9)
+    # bounding the bias alone: a sure point earns the clipped bias but the open cost box
+    bias_only = -ExpectedHypervolumeImprovement(bounded="bias").setup(state, 1, np.random.default_rng(0)).score_numpy(
+        mean, np.zeros_like(std))
+    front_b = np.column_stack([np.maximum(front[:, 0], 0.0), front[:, 1]])
+    for i in range(len(mean)):
+        expected = hvi(np.array([max(mean[i, 0], 0.0), mean[i, 1]]), front_b, REF)
+        assert bias_only[i] == pytest.approx(expected, abs=1e-6), (i, bias_only[i], expected)
+    with pytest.raises(ValueError, match="bounded"):
+        ExpectedHypervolumeImprovement(bounded="cost")
+
+
 def test_ehvi_pending_pick_lowers_a_nearby_candidate():
     acq = ExpectedHypervolumeImprovement().setup(crafted_state(), 1, np.random.default_rng(0))
     cand, std = np.array([[0.3, 0.3]]), np.array([[0.05, 0.05]])

@@ -112,8 +112,7 @@ class ExpectedHypervolumeImprovement(Acquisition):
     beyond the ideal (a bias of 0 where the ideal bound is 0.2) scores by area no indicator counts;
     but where the ideal is a measured baseline (a perplexity at the unpruned model's), the margin
     beyond it is what keeps a repair inside it on data the search never saw (docs/benchmarks.md,
-    "EHVI bounded at the ideal").
-"""
+    "EHVI bounded at the ideal")."""
 
     name = "ehvi"
     summary = "expected hypervolume improvement (analytic, BoTorch box decomposition), pending picks at their mean"

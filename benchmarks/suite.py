@@ -14,6 +14,10 @@ A suite is a TOML file (``benchmarks/suites/<name>.toml`` or any path)::
     name = "rho-mnk"
     options = { n_bits = 24, k = 2, rho = 0.0, seed = 1 }
 
+``problems_from = "core"`` (a suite name or path) takes the problems of that suite, before any
+``[[problems]]`` of its own, so ablation suites share the core set's problems without copying
+them; the suite named must list its problems itself.
+
 A strategy entry ``"name@variant"`` (e.g. ``"surrogate-sa@no-sensitivities"``) runs the registered
 strategy ``name`` with the options of ``[strategy_options."name@variant"]``, reported under
 its own label, so one suite can compare settings of one strategy.
@@ -83,6 +87,27 @@ def _expand(value: Any) -> Any:
 
 def load_suite(name_or_path: str) -> Suite:
     """A suite by name (``benchmarks/suites/<name>.toml``) or by path."""
+    path = _suite_path(name_or_path)
+    data = tomllib.loads(path.read_text())
+    probs = [ProblemSpec(p.get("label") or p["name"], p["name"], _expand(p.get("options", {})))
+             for p in data.get("problems", [])]
+    if "problems_from" in data:
+        source = data["problems_from"]
+        if "problems_from" in tomllib.loads(_suite_path(source).read_text()):
+            raise ValueError(f"suite {path}: problems_from names {source!r}, which takes its problems from "
+                             f"another suite itself; name a suite that lists its problems")
+        probs = load_suite(source).problems + probs
+    labels = [p.label for p in probs]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"suite {path}: problem labels must be unique, got {labels}")
+    budgets = data.get("budgets") or [data["budget"]]
+    return Suite(name=data.get("name", path.stem), budgets=[int(b) for b in budgets],
+                 batch_size=int(data.get("batch_size", 1)), seeds=int(data.get("seeds", 5)),
+                 strategies=list(data.get("strategies", ["*"])), problems=probs,
+                 strategy_options=_expand(data.get("strategy_options", {})), description=data.get("description", ""))
+
+
+def _suite_path(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if not path.is_file():
         path = SUITES_DIR / f"{name_or_path}.toml"
@@ -92,17 +117,7 @@ def load_suite(name_or_path: str) -> Suite:
         known = sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
         raise FileNotFoundError(f"no suite {name_or_path!r}{did_you_mean(name_or_path, known)} (known suites: "
                                 f"{', '.join(known)}; or give a path to a TOML file)")
-    data = tomllib.loads(path.read_text())
-    probs = [ProblemSpec(p.get("label") or p["name"], p["name"], _expand(p.get("options", {})))
-             for p in data.get("problems", [])]
-    labels = [p.label for p in probs]
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"suite {path}: problem labels must be unique, got {labels}")
-    budgets = data.get("budgets") or [data["budget"]]
-    return Suite(name=data.get("name", path.stem), budgets=[int(b) for b in budgets],
-                 batch_size=int(data.get("batch_size", 1)), seeds=int(data.get("seeds", 5)),
-                 strategies=list(data.get("strategies", ["*"])), problems=probs,
-                 strategy_options=_expand(data.get("strategy_options", {})), description=data.get("description", ""))
+    return path
 
 
 def base_strategy(label: str) -> str:

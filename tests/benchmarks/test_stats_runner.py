@@ -114,6 +114,20 @@ def test_every_shipped_suite_names_registered_parts_with_valid_options(suite, tm
         PROBLEMS.get(prob.name)
 
 
+def test_a_suite_takes_another_suites_problems_then_its_own(tmp_path):
+    (tmp_path / "base.toml").write_text('budgets = [10]\n[[problems]]\nlabel = "a"\nname = "knapsack"\n'
+                                        'options = { n_items = 12 }\n')
+    (tmp_path / "ablation.toml").write_text(f'budgets = [10]\nproblems_from = "{tmp_path / "base.toml"}"\n'
+                                            '[[problems]]\nlabel = "b"\nname = "rho-mnk"\n')
+    s = load_suite(str(tmp_path / "ablation.toml"))
+    assert [(p.label, p.name, p.options) for p in s.problems] == [("a", "knapsack", {"n_items": 12}),
+                                                                  ("b", "rho-mnk", {})]
+    (tmp_path / "chain.toml").write_text(f'budgets = [10]\nproblems_from = "{tmp_path / "ablation.toml"}"\n')
+    with pytest.raises(ValueError, match="takes its problems from another suite itself"):
+        load_suite(str(tmp_path / "chain.toml"))
+    assert [p.label for p in load_suite("ideal").problems] == [p.label for p in load_suite("core").problems]
+
+
 def test_parts_of_a_suite_add_up_to_the_whole(tmp_path):
     suite = _tiny_suite()
     run_suite(suite, tmp_path / "parts", problems=["mnk"], budgets=[12], log=lambda _: None)

@@ -390,14 +390,55 @@ def test_report_checks_the_goal_cell_by_cell(tmp_path):
                     rec("a", 100, "surrogate-sa", i, 0.9, None, [0.1] * 29 + [0.9] * 71)]
     text = write_bench_report(tmp_path, records, suite_name="t").read_text()
     goal = text.split("## Goal check")[1]
-    assert "| a | 200 | best | best | 1.00 | 1.00 |" in goal
-    assert "| b | 200 | worse vs nsga2 (p=0.000183) | n.s. vs random (p=1) | 0.00 (below 0.71) | 1.00 |" in goal
+    # P(best): a wins on every resample, b and e never (beaten on every seed), the tie d is no one's
+    assert "| a | 200 | best | 1.00 | best | 1.00 | 1.00 |" in goal
+    assert "| b | 200 | worse vs nsga2 (p=0.000183) | 0.00 | n.s. vs random (p=1) | 0.00 (below 0.71) | 1.00 |" in goal
     assert "| c | 200 | n.s. vs random (p=" in goal and "| – | 1.00 | 0.45 (below 0.71) |" in goal
-    assert "| d | 200 | n.s. vs nsga2 (p=" in goal
-    assert "| e | 200 | worse vs random (p=0.000183) | – | 0.40 (below 0.71) | 0.00 (below 0.71) |" in goal
+    p_c = float(goal.split("| c | 200 | ")[1].split(" | ")[1])
+    assert 0.2 < p_c < 0.7      # random's runs are the default's mirrored, 0.0001 higher: close to a coin
+    assert "| d | 200 | n.s. vs nsga2 (p=" in goal and "| 0.00 | – | 1.00 | 1.00 |" in goal.split("| d | 200 |")[1]
+    assert "| e | 200 | worse vs random (p=0.000183) | 0.00 | – | 0.40 (below 0.71) | 0.00 (below 0.71) |" in goal
     assert ("Strictly best on 1 of 5 pairs (goal: at least 4); best or not significantly worse on 3 of 5 "
             "(goal: all); held-out fronts best or not significantly worse on 2 of 2; A12 >= 0.71 against "
             "`nsga2` on 3 of 5, `random` on 3 of 5.") in goal  # d: A12 counts the 1e-13 as wins
+    assert ("How much of that count is the draw of seeds (2000 bootstrap resamples): `surrogate-sa` is strictly "
+            "best on ") in goal
+    assert "at least 4 in 0.0% of the resamples; the others with the highest counts: `nsga2`" in goal
     # a: nsga2's median at 200 is 0.5045, the default's median curve reaches it at evaluation 50
     assert "| a | 0.504 | 100: 30, 200: 50 | 30 (goal met) |" in goal
     assert "| b | 0.804 | 200: - | not reached |" in goal
+
+
+def test_best_count_bootstrap_separates_clear_wins_from_coin_flips():
+    """The bootstrap of the strictly-best count: a pair the default wins on every seed counts in every
+    resample, one it loses never, two strategies with the same runs split the pair (ties count for no
+    one), a strategy whose seeds are one run is resampled as that one value, and the figures are seeded."""
+    from benchmarks.goal import best_count_bootstrap
+
+    def runs(strategy, hvs, same_run=False):
+        return [{"strategy": strategy, "seed": i, "hv_final": h, "hv_curve": [0.0 if same_run else i, h],
+                 "front": [[0.5, 0.5]]} for i, h in enumerate(hvs)]
+
+    rng = np.random.default_rng(3)
+    coin = list(rng.normal(0.5, 0.05, 10))
+    groups = {("win", 50): {"surrogate-sa": runs("surrogate-sa", np.linspace(0.8, 0.9, 10)),
+                            "qnehvi": runs("qnehvi", np.linspace(0.3, 0.79, 10))},
+              ("lose", 50): {"surrogate-sa": runs("surrogate-sa", np.linspace(0.3, 0.4, 10)),
+                             "qnehvi": runs("qnehvi", np.linspace(0.41, 0.5, 10))},
+              ("coin", 50): {"surrogate-sa": runs("surrogate-sa", coin), "qnehvi": runs("qnehvi", coin[::-1])},
+              # fasp's ten seeds are one run at 0.85, below only the default's best run (0.9): the default's
+              # resampled median beats it only when 6 of 10 draws are that run (p ~ 1.5e-4)
+              ("det", 50): {"surrogate-sa": runs("surrogate-sa", np.linspace(0.0, 0.9, 10)),
+                            "fasp": runs("fasp", [0.85] * 10, same_run=True)}}
+    pairs = sorted(groups)
+    p_best, counts = best_count_bootstrap(groups, pairs, n_resamples=4000)
+    assert p_best[("win", 50)] == 1.0 and p_best[("lose", 50)] == 0.0
+    assert 0.3 < p_best[("coin", 50)] < 0.5          # symmetric, minus the resamples that tie
+    assert abs(counts["qnehvi"].mean() - 1 - p_best[("coin", 50)]) < 0.05   # lose: 1, coin: its share
+    assert p_best[("det", 50)] < 0.01                # needs 6 of 10 draws from the top 2 runs: ~1%
+    assert set(counts) == {"surrogate-sa", "qnehvi", "fasp"} and counts["fasp"].mean() > 0.99
+    again, counts_again = best_count_bootstrap(groups, pairs, n_resamples=4000)
+    assert again == p_best and all(np.array_equal(counts[s], counts_again[s]) for s in counts)
+    total = counts["surrogate-sa"]
+    assert set(np.unique(total)) <= {1, 2, 3}
+    assert abs(total.mean() - 1 - p_best[("coin", 50)] - p_best[("det", 50)]) < 1e-9

@@ -138,11 +138,12 @@ def goal_lines(groups) -> list[str]:
             return f"{c.mean():.1f} (5-95%: {np.percentile(c, 5):.0f}-{np.percentile(c, 95):.0f})"
 
         own = counts.get(REFERENCE_STRATEGY, np.zeros(1, dtype=int))
+        others = [f"`{s}` {spread(c)}" for s, c in ranked if s != REFERENCE_STRATEGY and c.any()][:3]
         lines += [f"How much of that count is the draw of seeds ({BOOTSTRAP_RESAMPLES} bootstrap resamples): "
                   f"`{REFERENCE_STRATEGY}` is strictly best on {spread(own)} pairs, at least {goal} in "
-                  f"{100 * np.mean(own >= goal):.1f}% of the resamples; the others with the highest counts: "
-                  + ", ".join([f"`{s}` {spread(c)}" for s, c in ranked if s != REFERENCE_STRATEGY and c.any()][:3])
-                  + ".", ""]
+                  f"{100 * np.mean(own >= goal):.1f}% of the resamples; "
+                  + ("the others with the highest counts: " + ", ".join(others) if others
+                     else "no other strategy is strictly best on any pair in any resample") + ".", ""]
     moon = []
     for prob in sorted({p for p, _ in pairs}):
         target_rows = groups.get((prob, 200), {}).get("nsga2", [])

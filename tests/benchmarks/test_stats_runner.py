@@ -442,3 +442,9 @@ def test_best_count_bootstrap_separates_clear_wins_from_coin_flips():
     total = counts["surrogate-sa"]
     assert set(np.unique(total)) <= {1, 2, 3}
     assert abs(total.mean() - 1 - p_best[("coin", 50)] - p_best[("det", 50)]) < 1e-9
+    # where the default is strictly best everywhere, the line says no other strategy ever is
+    from benchmarks.goal import goal_lines
+
+    text = "\n".join(goal_lines({("win", 50): groups[("win", 50)]}))
+    assert "| win | 50 | best | 1.00 |" in text
+    assert "at least 1 in 100.0% of the resamples; no other strategy is strictly best on any pair" in text

@@ -12,12 +12,16 @@ __all__ = ["best_count_bootstrap", "goal_lines"]
 BOOTSTRAP_RESAMPLES = 2000
 
 
+def _clearly_above(a, b):
+    """``a > b`` by more than the float noise of a tie (1e-9 relative): the goal check's "strictly"."""
+    return a > b + 1e-9 * np.maximum(1.0, np.abs(b))
+
+
 def _strictly_top(medians: np.ndarray) -> np.ndarray:
     """``bool[S, B]``: strategy ``s`` has the strictly highest of the ``S`` (>= 2) medians of
     resample ``b``; a tie at the top (e.g. at a ceiling) makes no one best, the rule of :func:`verdict`."""
     ordered = np.sort(medians, axis=0)
-    top, second = ordered[-1], ordered[-2]
-    clear = top > second + 1e-9 * np.maximum(1.0, np.abs(second))
+    clear = _clearly_above(ordered[-1], ordered[-2])
     return (np.arange(len(medians))[:, None] == medians.argmax(axis=0)) & clear
 
 
@@ -64,7 +68,7 @@ def verdict(by_strategy: dict[str, list[dict]], key: str) -> tuple[str, str, flo
         return None
     top, best = max(meds)
     own = median_iqr(values(ref, key))[0]
-    if own > top + 1e-9 * max(1.0, abs(top)):  # a tie (e.g. at a ceiling) is not best
+    if _clearly_above(own, top):  # a tie (e.g. at a ceiling) is not best
         return "best", best, float("nan")
     tests = {s: compare_rows(ref, by_strategy[s], key) for med, s in meds
              if med >= own - 1e-9 * max(1.0, abs(own))}  # holds the best: its median is at least the default's
